@@ -7,7 +7,7 @@ OUTPUT_DIR ?= outputs
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONWARNINGS ?= ignore::FutureWarning
 
-.PHONY: venv run test lock clean
+.PHONY: venv run test lock clean retrain-demo
 
 venv:
 	@scripts/bootstrap.sh
@@ -25,3 +25,10 @@ lock: venv
 
 clean:
 	rm -rf $(OUTPUT_DIR) .pytest_cache
+
+# Cut the dataset into 3 spans by time and retrain once per arriving span (then once more
+# with nothing new); prints per span the metrics, the blessing and the served version.
+retrain-demo: venv
+	@test -n "$(DATA_DIR)" || { echo "set DATA_DIR (or MOVIEREC_DATA_DIR) to a MovieLens folder"; exit 2; }
+	rm -rf $(OUTPUT_DIR)/retrain-demo
+	$(PY) -m movierec.retrain_demo --data-dir $(DATA_DIR) --out $(OUTPUT_DIR)/retrain-demo $(if $(RUN_ARGS),-- $(RUN_ARGS))

@@ -163,6 +163,7 @@ class TrainerInputs:
     """
 
     vocab_paths: dict          # features.*_VOCAB -> vocabulary file (becomes a SavedModel asset)
+    user_ids: list             # the user vocabulary, in index order
     train: Interactions
     eval: Interactions
     catalog: Catalog
@@ -191,6 +192,7 @@ def load_trainer_inputs(fn_args) -> TrainerInputs:
     everything = Interactions.concat([train, evaluation])
     return TrainerInputs(
         vocab_paths={n: out.vocabulary_file_by_name(n) for n in names},
+        user_ids=vocab[features.USER_VOCAB],
         train=train, eval=evaluation,
         catalog=build_catalog(everything, vocab[features.MOVIE_VOCAB], vocab[features.GENRE_VOCAB]),
         num_users=num_users, num_movies=num_movies,

@@ -1,8 +1,10 @@
 """`movierec`: thin commands over the package's functions.
 
   movierec run            run the TFX pipeline (LocalDagRunner) and show what it pushed
+  movierec retrain        one idempotent scheduled retrain over span-<N>/ folders (warm start)
   movierec data download  fetch ml-100k / ml-latest-small into the cache (SHA-256 checked)
   movierec data synth     write a deterministic synthetic MovieLens-shaped dataset
+  movierec data split-spans  cut a MovieLens folder into span-<N>/ folders by time
   movierec data check     read and check a MovieLens folder, report problems by file:line
   movierec report         where the latest evaluation reports are, with their verdicts
   movierec compile-kfp    compile the same pipeline for Kubeflow Pipelines V2 / Vertex AI
@@ -18,6 +20,7 @@ import argparse
 import json
 import logging
 import os
+import shlex
 import sys
 import time
 
@@ -25,18 +28,36 @@ from movierec.config import DEFAULT_GATES, EvaluationConfig, Gate, MFConfig, Pip
 
 EXIT_DATA_ERROR = 2
 EXIT_PIPELINE_ERROR = 3
+EXIT_BUSY = 4
 
 ENV_DATA_DIR = "MOVIEREC_DATA_DIR"
 DEFAULT_OUTPUT_DIR = "outputs"
 SYNTH_DEFAULT = dict(users=600, movies=1200, ratings=60_000, seed=42)
 
 
-def _add_run_args(p: argparse.ArgumentParser) -> None:
+def _add_run_args(p: argparse.ArgumentParser, retrain: bool = False) -> None:
     d = MFConfig()
-    p.add_argument("--data-dir", default=None,
-                   help=f"MovieLens folder (ml-100k or ml-latest layout). Default: ${ENV_DATA_DIR}; "
-                        "else a cached ml-100k; else download ml-100k; else (no network) the "
-                        "synthetic dataset")
+    if retrain:
+        p.add_argument("--data-dir", required=True,
+                       help="folder of span-<N>/ MovieLens folders (see `movierec data split-spans`)")
+        p.add_argument("--span-window", type=int, default=0,
+                       help="train on the last W spans; 0: every span (default: %(default)s)")
+        p.add_argument("--no-warm-start", dest="warm_start", action="store_false",
+                       help="train MF from scratch instead of from the last blessed MF model")
+    else:
+        p.add_argument("--data-dir", default=None,
+                       help=f"MovieLens folder (ml-100k or ml-latest layout). Default: ${ENV_DATA_DIR}; "
+                            "else a cached ml-100k; else download ml-100k; else (no network) the "
+                            "synthetic dataset")
+        p.add_argument("--span-window", type=int, default=None,
+                       help="read --data-dir as span-<N>/ folders: the last W spans, 0 for all "
+                            "(default: --data-dir is one MovieLens folder)")
+        p.add_argument("--warm-start", action="store_true",
+                       help="start MF from the last blessed MF model (rows remapped by ID)")
+    p.add_argument("--beam-pipeline-args", default=None,
+                   help="Beam options for the Beam-based components, one string, e.g. "
+                        "'--direct_running_mode=multi_processing --direct_num_workers=2' "
+                        f"(default: {' '.join(PipelineConfig.__dataclass_fields__['beam_pipeline_args'].default)})")
     p.add_argument("--output-dir", default=DEFAULT_OUTPUT_DIR,
                    help="where the run writes: pipeline/ (artifacts), metadata.sqlite (ML Metadata), "
                         "serving/<model>/<version>/ (pushed models), logs/ (default: %(default)s)")
@@ -72,6 +93,12 @@ def _build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the pipeline end to end and show the pushed model")
     _add_run_args(run)
+    rt = sub.add_parser("retrain", help="one idempotent batch retrain over span folders (for cron)",
+                        description="Runs the pipeline on the latest span(s) of --data-dir with MF "
+                                    "warm-started from the last blessed model. Safe to repeat: with "
+                                    "no new span nothing is trained or pushed again; a run killed "
+                                    "at any point completes when run again.")
+    _add_run_args(rt, retrain=True)
 
     data = sub.add_parser("data", help="datasets: download, synthesise, check")
     dsub = data.add_subparsers(dest="data_command", required=True)
@@ -85,6 +112,12 @@ def _build_parser() -> argparse.ArgumentParser:
     sy.add_argument("--ratings", type=int, default=SYNTH_DEFAULT["ratings"])
     sy.add_argument("--seed", type=int, default=SYNTH_DEFAULT["seed"])
     sy.add_argument("--out", required=True, help="output folder")
+    sp = dsub.add_parser("split-spans", help="cut a MovieLens folder into span-<N>/ folders by time")
+    sp.add_argument("data_dir")
+    sp.add_argument("--out", required=True, help="new folder to write span-1/, span-2/, ... into")
+    sp.add_argument("--by", choices=["month", "count"], default="count",
+                    help="one span per calendar month, or --count equal parts (default: %(default)s)")
+    sp.add_argument("--count", type=int, default=3, help="with --by count: how many spans (default: %(default)s)")
     kf = sub.add_parser("compile-kfp", help="compile the pipeline to a KFP V2 / Vertex AI JSON spec (offline)")
     _add_run_args(kf)
     kf.add_argument("--image", required=True, help="the pipeline image (built from ./Dockerfile)")
@@ -179,6 +212,17 @@ def _cmd_data(args) -> int:
             return EXIT_DATA_ERROR
         print(json.dumps(summary))
         return 0
+    if args.data_command == "split-spans":
+        from movierec.components.data import spans  # noqa: PLC0415
+        try:
+            made = spans.split_spans(args.data_dir, args.out, by=args.by, count=args.count)
+        except (readers.DataError, ValueError, OSError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return EXIT_DATA_ERROR
+        for row in made:
+            first, last = (time.strftime("%Y-%m-%d", time.gmtime(row[k])) for k in ("first", "last"))
+            print(f"{os.path.join(args.out, 'span-' + str(row['span']))}: {row['ratings']} ratings, {first} .. {last}")
+        return 0
     if args.data_command == "check":
         try:
             report = readers.check_dataset(args.data_dir, args.max_bad_records)
@@ -213,10 +257,12 @@ def _config_from_args(args, data_dir: str) -> PipelineConfig:
     for name, _ in evaluation.gates:  # validated once, here, with the evaluator's own rules
         from movierec.components.ranking_evaluator.eval_config import EvalConfig  # noqa: PLC0415
         EvalConfig.from_dict(evaluation.evaluator_config(name))
+    beam = {} if args.beam_pipeline_args is None else {"beam_pipeline_args": tuple(shlex.split(args.beam_pipeline_args))}
     return PipelineConfig.from_output_dir(
         data_dir, args.output_dir, eval_percent=args.eval_percent,
         max_bad_records=args.max_bad_records, max_k=args.max_k,
-        enable_cache=not args.no_cache, mf=mf, evaluation=evaluation)
+        enable_cache=not args.no_cache, mf=mf, evaluation=evaluation,
+        span_window=args.span_window, warm_start=args.warm_start, **beam)
 
 
 def _setup_logging(log_dir: str) -> str:
@@ -243,6 +289,19 @@ def _data_problem(exc: BaseException) -> BaseException | None:
     return None
 
 
+def input_folders(config: PipelineConfig) -> list[str]:
+    """The MovieLens folders a run reads: `data_dir`, or the span window's folders."""
+    from movierec.components.data import spans  # noqa: PLC0415
+
+    if config.span_window is None:
+        return [config.data_dir]
+    available = spans.list_spans(config.data_dir)
+    if not available:
+        raise FileNotFoundError(f"{config.data_dir} has no span-<N>/ folders "
+                                "(make some with `movierec data split-spans`)")
+    return spans.window_dirs(config.data_dir, available[-1], config.span_window)
+
+
 def _cmd_run(args) -> int:
     from movierec.components.data import readers  # noqa: PLC0415
 
@@ -250,20 +309,76 @@ def _cmd_run(args) -> int:
     try:
         data_dir, how = resolve_data_dir(args.data_dir, args.cache_dir)
         config = _config_from_args(args, data_dir)
+        folders = input_folders(config)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_DATA_ERROR
-    print(f"movierec run: data {config.data_dir} ({how})")
-    try:
-        report = readers.check_dataset(config.data_dir, config.max_bad_records)
-    except (readers.DataError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_DATA_ERROR
-    print(f"  {report.data_format}: {report.ratings} ratings, {report.users} users, "
-          f"{report.movies} movies; {len(report.problems)} invalid line(s) skipped within tolerance")
-    for p in report.problems:
-        print(f"  skipped {p}")
+    print(f"movierec {args.command}: data {config.data_dir} ({how})")
+    if config.span_window is not None:
+        print(f"  spans: {', '.join(os.path.basename(f) for f in folders)} "
+              f"(window {config.span_window or 'all'}); MF warm start {'on' if config.warm_start else 'off'}")
+    for folder in folders:
+        try:
+            report = readers.check_dataset(folder, config.max_bad_records)
+        except (readers.DataError, FileNotFoundError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return EXIT_DATA_ERROR
+        where = f"{os.path.basename(folder)} " if config.span_window is not None else ""
+        print(f"  {where}{report.data_format}: {report.ratings} ratings, {report.users} users, "
+              f"{report.movies} movies; {len(report.problems)} invalid line(s) skipped within tolerance")
+        for p in report.problems:
+            print(f"  skipped {p}")
 
+    try:
+        lock = lock_output_dir(os.path.abspath(args.output_dir))
+    except BlockingIOError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BUSY
+    with lock:
+        return _run_pipeline(args, config, started)
+
+
+class _OutputLock:
+    def __init__(self, handle):
+        self.handle = handle
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.handle.close()   # closing the file releases the lock
+
+
+def lock_output_dir(output_dir: str) -> _OutputLock:
+    """An exclusive lock on `<output_dir>/.lock` for the length of one run.
+
+    Two runs on one output folder would share one SQLite ML Metadata store and one serving
+    folder; the second is refused (BlockingIOError naming the holder) instead of queued.
+    The kernel drops the lock when the process dies, so a killed run never leaves it behind.
+    """
+    import fcntl  # noqa: PLC0415
+
+    os.makedirs(output_dir, exist_ok=True)
+    handle = open(os.path.join(output_dir, ".lock"), "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise BlockingIOError(f"{output_dir} is in use by a running movierec ({holder}); "
+                              "try again when it has finished") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+    handle.flush()
+    return _OutputLock(handle)
+
+
+def _run_pipeline(args, config: PipelineConfig, started: float) -> int:
+    from movierec import summary  # noqa: PLC0415
+    from movierec.pipeline.pipeline import MODEL_NAMES  # noqa: PLC0415
+    before = summary.served_versions(config, MODEL_NAMES)
     log_path = _setup_logging(os.path.join(os.path.abspath(args.output_dir), "logs"))
     print(f"  log: {log_path}")
     print("  loading TFX ...", flush=True)
@@ -285,9 +400,7 @@ def _cmd_run(args) -> int:
     finally:
         logging.getLogger().removeHandler(progress)
     total = time.perf_counter() - started
-    from movierec import summary  # noqa: PLC0415
-    from movierec.pipeline.pipeline import MODEL_NAMES  # noqa: PLC0415
-    print(summary.render(config, progress.timings, total, MODEL_NAMES))
+    print(summary.render(config, progress.timings, total, MODEL_NAMES, before=before))
     return 0
 
 
@@ -409,7 +522,7 @@ def _cmd_compile_kfp(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
-    commands = {"run": _cmd_run, "data": _cmd_data, "serve": _cmd_serve, "recommend": _cmd_recommend,
+    commands = {"run": _cmd_run, "retrain": _cmd_run, "data": _cmd_data, "serve": _cmd_serve, "recommend": _cmd_recommend,
                 "report": _cmd_report, "compile-kfp": _cmd_compile_kfp}
     return commands[args.command](args)
 

@@ -110,6 +110,11 @@ class PipelineConfig:
     mf: MFConfig = field(default_factory=MFConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     check_local_files: bool = True
+    # None: `data_dir` is one MovieLens folder. 0: `data_dir` holds span-<N>/ folders and a
+    # run reads all of them; W >= 1: the last W spans (see components/data/spans.py).
+    span_window: int | None = None
+    # Start MF from the last blessed MF model (rows remapped through both vocabularies).
+    warm_start: bool = False
 
     def __post_init__(self) -> None:
         for name in ("data_dir", "pipeline_root", "metadata_path", "serving_root"):
@@ -127,6 +132,8 @@ class PipelineConfig:
         _check(1 <= self.max_k <= 10_000, "max_k", self.max_k, "1..10000")
         object.__setattr__(self, "beam_pipeline_args", tuple(self.beam_pipeline_args))
         _check(isinstance(self.mf, MFConfig), "mf", self.mf, "an MFConfig")
+        _check(self.span_window is None or 0 <= self.span_window <= 100_000, "span_window",
+               self.span_window, "None (one folder), 0 (all spans) or a number of spans")
 
     @classmethod
     def from_output_dir(cls, data_dir: str, output_dir: str, **overrides: Any) -> "PipelineConfig":
@@ -146,7 +153,7 @@ class PipelineConfig:
 
     def trainer_config(self) -> dict[str, Any]:
         """What the MF Trainer needs, as a JSON-serialisable dict (TFX custom_config)."""
-        return {"mf": dataclasses.asdict(self.mf), "max_k": self.max_k}
+        return {"mf": dataclasses.asdict(self.mf), "max_k": self.max_k, "warm_start": self.warm_start}
 
 
 def _absolute(path: str) -> str:

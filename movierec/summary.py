@@ -81,8 +81,15 @@ def evaluation_table(config: PipelineConfig, model_names: tuple[str, ...]) -> li
     return lines + [""] + verdicts if verdicts else []
 
 
+def served_versions(config: PipelineConfig, model_names: tuple[str, ...]) -> dict[str, int | None]:
+    """The newest complete pushed version of each model (None: nothing pushed yet)."""
+    return {name: versions.latest_version(config.serving_model_dir(name)) for name in model_names}
+
+
 def render(config: PipelineConfig, timings: list[ComponentTiming], total_seconds: float,
-           model_names: tuple[str, ...] = ("mf", "content")) -> str:
+           model_names: tuple[str, ...] = ("mf", "content"),
+           before: dict[str, int | None] | None = None) -> str:
+    """`before`: `served_versions` taken before the run, to tell new pushes from old ones."""
     lines = ["", "Components (wall time this run):"]
     for t in timings:
         lines.append(f"  {t.component:<24} {t.seconds:7.1f} s{'  (cached)' if t.cached else ''}")
@@ -94,7 +101,17 @@ def render(config: PipelineConfig, timings: list[ComponentTiming], total_seconds
             lines.append(f"\nModel {name}: nothing pushed.")
             continue
         folder, meta = info
+        if before is not None and before.get(name) == versions.latest_version(config.serving_model_dir(name)):
+            lines.append(f"\nModel {name}: no new version this run; serving {folder}")
+            continue
         lines.append(f"\nModel {name}: pushed {folder}")
+        warm = meta.get("warm_start") or {}
+        if warm.get("used"):
+            lines.append(f"  warm start from the last blessed model: {warm['users_kept']} users and "
+                         f"{warm['movies_kept']} movies kept, {warm['users_new']} / {warm['movies_new']} new, "
+                         f"{warm['users_dropped']} / {warm['movies_dropped']} dropped")
+        elif warm.get("reason") and warm["reason"] != "off":
+            lines.append(f"  cold start ({warm['reason']})")
         if "eval_rmse" in meta:
             lines.append(f"  eval RMSE {meta['eval_rmse']:.4f}, MAE {meta['eval_mae']:.4f} on "
                          f"{meta['eval_examples']} held-out ratings")

@@ -29,5 +29,5 @@ def compile_pipeline(config: PipelineConfig, image: str, output_file: str) -> st
     runner = kubeflow_v2_dag_runner.KubeflowV2DagRunner(
         config=kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(default_image=image),
         output_dir=output_dir, output_filename=filename)
-    runner.run(create_pipeline(config), write_out=True)
+    runner.run(create_pipeline(config, builtin_resolvers_only=True), write_out=True)
     return os.path.join(output_dir, filename)

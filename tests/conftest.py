@@ -25,3 +25,24 @@ def write(path: str, text: str | bytes) -> str:
     with open(path, mode) as f:
         f.write(text)
     return path
+
+
+@pytest.fixture(scope="session")
+def small_synthetic(tmp_path_factory) -> str:
+    """The small synthetic dataset of the end-to-end tests (120 users, 150 movies, 4,000
+    ratings); read-only: tests write their outputs elsewhere."""
+    from movierec.components.data import synth
+
+    d = str(tmp_path_factory.mktemp("data") / "synthetic")
+    synth.generate(synth.SynthSpec(users=120, movies=150, ratings=4000, seed=3), d)
+    return d
+
+
+def mlmd_store(path: str):
+    """ML Metadata store of a run: `path` is an output dir (metadata.sqlite inside) or the file."""
+    from ml_metadata.metadata_store import metadata_store
+    from ml_metadata.proto import metadata_store_pb2
+
+    cfg = metadata_store_pb2.ConnectionConfig()
+    cfg.sqlite.filename_uri = path if path.endswith(".sqlite") else os.path.join(path, "metadata.sqlite")
+    return metadata_store.MetadataStore(cfg)

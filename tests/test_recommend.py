@@ -66,6 +66,7 @@ def exported(tmp_path_factory):
     rated = RatedItems.from_pairs(np.array([0]), np.array([0]), 2, 3)  # u1 rated a
     out = str(tmp / "export")
     export.export(model, out, user_vocab_path=str(tmp / "users"), movie_vocab_path=str(tmp / "movies"),
+                  user_ids=["u1", "u2"],
                   catalog=catalog, rated=rated, popularity=np.array([5, 1, 3], np.float32),
                   rating_range=(1.0, 5.0), max_k=10, metadata={"eval_rmse": 1.0})
     # the vocabulary files were copied into the SavedModel: the originals may go away

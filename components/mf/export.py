@@ -19,12 +19,20 @@ from movierec.components.training_data import Catalog
 
 
 class MFServingModule(RecommenderModule):
-    def __init__(self, model: MatrixFactorization, *, rating_range: tuple[float, float], **kwargs):
+    def __init__(self, model: MatrixFactorization, *, rating_range: tuple[float, float],
+                 user_ids: list[str], **kwargs):
         super().__init__(**kwargs)
         if model.num_movies != self.num_movies or model.num_users != self.num_users:
             raise ValueError(f"model has {model.num_users} users / {model.num_movies} movies, "
                              f"catalog and mask have {self.num_users} / {self.num_movies}")
         self.model = model
+        # Named handles for warm start (movierec.components.mf.warm_start): the rows of these
+        # matrices follow `user_ids` / `movie_ids` (+ one OOV row last).
+        self.user_ids = tf.Variable(np.asarray(user_ids, dtype=object), trainable=False, name="user_ids")
+        self.factors = {"user_embedding": model.user_embedding.embeddings,
+                        "movie_embedding": model.movie_embedding.embeddings,
+                        "user_bias": model.user_bias.embeddings,
+                        "movie_bias": model.movie_bias.embeddings}
         self.rating_low = tf.constant(rating_range[0], tf.float32)
         self.rating_high = tf.constant(rating_range[1], tf.float32)
 
@@ -44,11 +52,11 @@ class MFServingModule(RecommenderModule):
 
 
 def export(model: MatrixFactorization, export_dir: str, *, user_vocab_path: str,
-           movie_vocab_path: str, catalog: Catalog, rated: RatedItems, popularity: np.ndarray,
+           movie_vocab_path: str, user_ids: list[str], catalog: Catalog, rated: RatedItems, popularity: np.ndarray,
            rating_range: tuple[float, float], max_k: int, metadata: dict | None = None) -> str:
     """Saves the SavedModel to `export_dir`; `metadata` goes to assets.extra/movierec.json."""
     module = MFServingModule(
-        model, rating_range=rating_range, user_vocab_path=user_vocab_path,
+        model, rating_range=rating_range, user_ids=user_ids, user_vocab_path=user_vocab_path,
         movie_vocab_path=movie_vocab_path, movie_ids=catalog.movie_ids, titles=catalog.titles,
         genres=catalog.genre_strings(),
         rated=rated, popularity=popularity, max_k=max_k)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from typing import Callable
 
 import numpy as np
 import tensorflow as tf
@@ -64,14 +65,27 @@ def make_train_step(model: MatrixFactorization, optimizer, data: RatingTensors) 
     return step
 
 
-def fit(config: MFConfig, train: Interactions, num_users: int, num_movies: int,
-        eval_data: Interactions | None = None,
-        scale: tuple[float, float] = (0.5, 5.0)) -> tuple[MatrixFactorization, TrainResult]:
-    """Trains with Adam on shuffled in-memory batches; eval RMSE after every epoch."""
-    tf.keras.utils.set_random_seed(config.seed)
-    global_mean = float(np.mean(train.rating))
+def build(config: MFConfig, num_users: int, num_movies: int, global_mean: float) -> MatrixFactorization:
+    """A freshly initialised model with its variables created (so they can be assigned)."""
     model = MatrixFactorization(num_users, num_movies, config.embedding_dim, config.l2,
                                 global_mean, seed=config.seed)
+    zero = tf.zeros([1], tf.int64)
+    model({features.USER_IDX: zero, features.MOVIE_IDX: zero})
+    return model
+
+
+def fit(config: MFConfig, train: Interactions, num_users: int, num_movies: int,
+        eval_data: Interactions | None = None,
+        scale: tuple[float, float] = (0.5, 5.0),
+        init: Callable[[MatrixFactorization], None] | None = None) -> tuple[MatrixFactorization, TrainResult]:
+    """Trains with Adam on shuffled in-memory batches; eval RMSE after every epoch.
+
+    `init(model)` runs on the built model before the first step (warm start)."""
+    tf.keras.utils.set_random_seed(config.seed)
+    global_mean = float(np.mean(train.rating))
+    model = build(config, num_users, num_movies, global_mean)
+    if init is not None:
+        init(model)
     optimizer = keras.optimizers.Adam(config.learning_rate)
     step = make_train_step(model, optimizer, RatingTensors.from_interactions(train))
     rng = np.random.default_rng(config.seed)

@@ -4,14 +4,42 @@ from __future__ import annotations
 import logging
 
 from movierec.components import features, training_data
-from movierec.components.mf import export, train
+from movierec.components.mf import export, train, warm_start
 from movierec.config import mf_config_from_dict
+
+
+def warm_start_init(base_model_dir: str | None, user_ids: list[str], movie_ids: list[str], report: dict):
+    """The `init` for `train.fit` that seeds the model from the base model, or None.
+
+    A base model that cannot seed this one (none yet, older export, other embedding size)
+    means a cold start; `report` says which happened and why.
+    """
+    if not base_model_dir:
+        report.update(used=False, reason="no blessed MF model yet")
+        return None
+    try:
+        base = warm_start.load_weights(base_model_dir)
+    except (warm_start.WarmStartError, OSError) as e:
+        report.update(used=False, reason=str(e))
+        logging.warning("MF warm start skipped: %s", e)
+        return None
+
+    def init(model) -> None:
+        try:
+            report.update(used=True, base_model=base_model_dir,
+                          **warm_start.apply(model, base, user_ids, movie_ids))
+        except warm_start.WarmStartError as e:
+            report.update(used=False, reason=str(e))
+            logging.warning("MF warm start skipped: %s", e)
+
+    return init
 
 
 def run_fn(fn_args) -> None:
     """Called by the TFX Trainer (GenericExecutor) with `fn_args`.
 
-    custom_config: {"mf": MFConfig fields, "max_k": int}.
+    custom_config: {"mf": MFConfig fields, "max_k": int, "warm_start": bool}; with warm
+    start, `fn_args.base_model` is the last blessed MF model (from the pipeline's Resolver).
     """
     custom = fn_args.custom_config or {}
     config = mf_config_from_dict(custom.get("mf", {}))
@@ -21,7 +49,10 @@ def run_fn(fn_args) -> None:
     logging.info("MF: %d train / %d eval ratings, %d users, %d movies", len(data.train), len(data.eval), *sizes)
     scale = (float(data.train.rating.min()), float(data.train.rating.max()))
 
-    model, result = train.fit(config, data.train, *sizes, data.eval, scale)
+    warm_report: dict = {"used": False, "reason": "off"}
+    init = (warm_start_init(fn_args.base_model, data.user_ids, data.catalog.movie_ids, warm_report)
+            if custom.get("warm_start") else None)
+    model, result = train.fit(config, data.train, *sizes, data.eval, scale, init=init)
     errors = train.rating_errors(model, data.eval, sizes, scale)
     metrics = {
         "model": "mf",
@@ -32,9 +63,11 @@ def run_fn(fn_args) -> None:
         "loss_history": result.loss_history, "eval_rmse_history": result.eval_rmse_history,
         "num_users": data.num_users, "num_movies": data.num_movies,
         "num_genres": len(data.catalog.genre_names), "rating_range": list(scale), "config": custom,
+        "warm_start": warm_report,
     }
     common = dict(user_vocab_path=data.vocab_paths[features.USER_VOCAB],
-                  movie_vocab_path=data.vocab_paths[features.MOVIE_VOCAB], catalog=data.catalog,
+                  movie_vocab_path=data.vocab_paths[features.MOVIE_VOCAB], user_ids=data.user_ids,
+                  catalog=data.catalog,
                   popularity=data.popularity, rating_range=scale, max_k=max_k)
     export.export(model, fn_args.serving_model_dir, rated=data.rated_all, metadata=metrics, **common)
     # the evaluation export: same model, only the train split masked (see RankingEvaluator)

@@ -13,13 +13,15 @@ from typing import Any, Dict, Iterator
 
 import apache_beam as beam
 import tensorflow as tf
+from tfx.components.example_gen import utils
 from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
 from tfx.types import standard_component_specs
 
 from movierec.components import features
-from movierec.components.data import readers
+from movierec.components.data import readers, spans
 
 MAX_BAD_RECORDS_KEY = "max_bad_records"
+SPAN_WINDOW_KEY = "span_window"
 
 
 def record_to_example(record: readers.RatingRecord) -> tf.train.Example:
@@ -44,10 +46,38 @@ def _read_examples(data_dir: str, max_bad_records: int) -> Iterator[tf.train.Exa
     report = readers.ReadReport()
     for record in readers.read_ratings(data_dir, max_bad_records, report):
         yield record_to_example(record)
+    _log_report(data_dir, report, max_bad_records)
+
+
+def _log_report(data_dir: str, report: readers.ReadReport, max_bad_records: int, extra: str = "") -> None:
     logging.info("MovieLensExampleGen: %s (%s): %d ratings, %d users, %d movies, %d invalid "
-                 "record(s) skipped within tolerance %d", data_dir, report.data_format,
+                 "record(s) skipped within tolerance %d%s", data_dir, report.data_format,
                  report.ratings, report.users, report.movies, len(report.problems),
-                 max_bad_records)
+                 max_bad_records, extra)
+
+
+def read_window(folders: list[str], max_bad_records: int) -> Iterator[readers.RatingRecord]:
+    """Ratings of several span folders (oldest first); a (user, movie) pair rated in more
+    than one span keeps the newest span's rating. Superseded ratings are counted and logged.
+
+    Each span is checked on its own, with the same tolerance.
+    """
+    seen: set[tuple[str, str]] = set()
+    track = len(folders) > 1
+    for folder in reversed(folders):   # newest first, so the newest rating of a pair wins
+        report = readers.ReadReport()
+        superseded, keys = 0, []
+        for record in readers.read_ratings(folder, max_bad_records, report):
+            key = (record.user_id, record.movie_id)
+            if key in seen:
+                superseded += 1
+                continue
+            if track:
+                keys.append(key)
+            yield record
+        seen.update(keys)
+        _log_report(folder, report, max_bad_records,
+                    f"; {superseded} rating(s) superseded by a newer span" if superseded else "")
 
 
 @beam.ptransform_fn
@@ -55,11 +85,19 @@ def _read_examples(data_dir: str, max_bad_records: int) -> Iterator[tf.train.Exa
 @beam.typehints.with_output_types(tf.train.Example)
 def _MovieLensToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],
                         split_pattern: str) -> beam.pvalue.PCollection:
-    data_dir = dataset_dir_of(exec_properties[standard_component_specs.INPUT_BASE_KEY], split_pattern)
+    input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
     max_bad_records = int(exec_properties.get(MAX_BAD_RECORDS_KEY) or 0)
+    size = exec_properties.get(SPAN_WINDOW_KEY)
+    if size is None or int(size) < 0:
+        return (pipeline
+                | "Folder" >> beam.Create([dataset_dir_of(input_base, split_pattern)])
+                | "ReadAndCheck" >> beam.FlatMap(_read_examples, max_bad_records))
+    folders = spans.window_dirs(input_base, int(exec_properties[utils.SPAN_PROPERTY_NAME]), int(size))
+    logging.info("MovieLensExampleGen: span window %s of %s", [os.path.basename(f) for f in folders], input_base)
     return (pipeline
-            | "Folder" >> beam.Create([data_dir])
-            | "ReadAndCheck" >> beam.FlatMap(_read_examples, max_bad_records))
+            | "Window" >> beam.Create([folders])
+            | "ReadAndCheck" >> beam.FlatMap(
+                lambda fs: (record_to_example(r) for r in read_window(fs, max_bad_records))))
 
 
 class Executor(BaseExampleGenExecutor):

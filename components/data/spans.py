@@ -1,0 +1,151 @@
+"""Spans: ratings that arrive in batches, one MovieLens folder per batch.
+
+Layout (TFX's `{SPAN}` convention):
+
+    <input>/span-1/   u.data + u.item (+ u.genre)   or   ratings.csv + movies.csv
+    <input>/span-2/   ...
+
+Each span folder is a complete MovieLens folder: the ratings that arrived in that batch and
+the movie file as it stood then. A run reads the latest span, or a rolling window of the
+last W spans (`window`): the last W span folders that exist, by span number. When a
+(user, movie) pair is rated in more than one span of a window, the rating of the newest
+span wins (a re-rating supersedes the old one); the superseded ratings are counted and
+logged, never silently merged.
+
+`split_spans` cuts one MovieLens folder into spans by calendar month or into N equal parts
+by time, keeping the source format byte for byte (for the retrain demo and tests).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import shutil
+import tempfile
+from typing import Iterable
+
+from movierec.components.data import readers
+
+SPAN_PREFIX = "span-"
+SPLIT_PATTERN = SPAN_PREFIX + "{SPAN}/*"   # TFX ExampleGen input pattern
+_SPAN_DIR = re.compile(r"^span-(\d+)$")
+MOVIE_FILES = {readers.ML_100K: ("u.item", "u.genre"), readers.ML_LATEST: ("movies.csv",)}
+
+
+def span_dir(input_base: str, span: int) -> str:
+    return os.path.join(input_base, f"{SPAN_PREFIX}{span}")
+
+
+def list_spans(input_base: str) -> list[int]:
+    """Span numbers of the `span-<N>` folders under `input_base`, ascending."""
+    if not os.path.isdir(input_base):
+        raise FileNotFoundError(f"span input folder {input_base!r} does not exist")
+    found = []
+    for name in os.listdir(input_base):
+        match = _SPAN_DIR.match(name)
+        if match and os.path.isdir(os.path.join(input_base, name)):
+            found.append(int(match.group(1)))
+    return sorted(found)
+
+
+def window(spans: Iterable[int], latest: int, size: int) -> list[int]:
+    """The last `size` spans up to and including `latest` (size 0: every span), ascending.
+
+    >>> window([1, 2, 4, 5], latest=5, size=3)
+    [2, 4, 5]
+    """
+    if size < 0:
+        raise ValueError(f"span window must be >= 0 (0: all spans), got {size}")
+    upto = sorted(s for s in set(spans) if s <= latest)
+    if latest not in upto:
+        raise ValueError(f"latest span {latest} is not among the spans {upto}")
+    return upto if size == 0 else upto[-size:]
+
+
+def window_dirs(input_base: str, latest: int, size: int) -> list[str]:
+    """Folders of `window(...)` over the spans present in `input_base`, oldest first."""
+    return [span_dir(input_base, s) for s in window(list_spans(input_base), latest, size)]
+
+
+def files_fingerprint(folders: Iterable[str]) -> str:
+    """Name, size and modification time of every file in `folders` (a cache key)."""
+    parts = []
+    for folder in folders:
+        for name in sorted(os.listdir(folder)):
+            st = os.stat(os.path.join(folder, name))
+            parts.append(f"{folder}/{name}:{st.st_size}:{st.st_mtime_ns}")
+    return "|".join(parts)
+
+
+# -- splitting one dataset into spans ---------------------------------------------------------
+def _timestamp_of(fields: list[str]) -> int:
+    return int(fields[3])
+
+
+def split_spans(data_dir: str, out_dir: str, by: str = "count", count: int = 3) -> list[dict]:
+    """Cuts the MovieLens folder `data_dir` into `out_dir/span-1 ... span-N` by time.
+
+    by="month": one span per calendar month (UTC) that has ratings; by="count": `count`
+    spans of (nearly) equal size in timestamp order. The dataset is checked first (any
+    invalid line stops the split, naming file and line); each span gets its ratings in
+    the source's own format and a copy of the movie file(s). Written to a temporary
+    folder and renamed into place, so `out_dir` is either complete or absent.
+    Returns one summary dict per span: span, ratings, first and last timestamp.
+    """
+    if by not in ("month", "count"):
+        raise ValueError(f"split by {by!r}: expected 'month' or 'count'")
+    if by == "count" and count < 1:
+        raise ValueError(f"span count must be >= 1, got {count}")
+    if os.path.exists(out_dir) and os.listdir(out_dir):
+        raise FileExistsError(f"{out_dir} exists and is not empty; choose a new folder")
+    readers.check_dataset(data_dir)  # raises DataError naming every bad line
+    data_format = readers.detect_format(data_dir)
+    if data_format == readers.ML_100K:
+        path, encoding = os.path.join(data_dir, "u.data"), "latin-1"
+        with open(path, encoding=encoding, newline="") as f:
+            header, lines = "", [line for line in f if line.strip()]
+        fields = [line.split("\t") for line in lines]
+    else:
+        path, encoding = os.path.join(data_dir, "ratings.csv"), "utf-8"
+        with open(path, encoding=encoding, newline="") as f:
+            header, *lines = [line for line in f if line.strip()]
+        fields = [line.split(",") for line in lines]
+    if not lines[-1].endswith("\n"):
+        lines[-1] += "\n"
+    stamps = [_timestamp_of(f) for f in fields]
+    order = sorted(range(len(lines)), key=lambda i: (stamps[i], i))
+    if by == "month":
+        months = [dt.datetime.fromtimestamp(stamps[i], dt.timezone.utc).strftime("%Y-%m") for i in order]
+        labels = sorted(set(months))
+        span_of = {i: labels.index(m) + 1 for i, m in zip(order, months)}
+        n_spans = len(labels)
+    else:
+        if count > len(lines):
+            raise ValueError(f"cannot cut {len(lines)} ratings into {count} spans")
+        span_of = {i: rank * count // len(order) + 1 for rank, i in enumerate(order)}
+        n_spans = count
+    parent = os.path.dirname(os.path.abspath(out_dir))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".spans-", dir=parent)
+    summaries = []
+    try:
+        for span in range(1, n_spans + 1):
+            members = [i for i in order if span_of[i] == span]
+            folder = span_dir(tmp, span)
+            os.makedirs(folder)
+            with open(os.path.join(folder, os.path.basename(path)), "w", encoding=encoding, newline="") as f:
+                f.write(header)
+                f.writelines(lines[i] for i in members)
+            for name in MOVIE_FILES[data_format]:
+                source = os.path.join(data_dir, name)
+                if os.path.exists(source):
+                    shutil.copyfile(source, os.path.join(folder, name))
+            summaries.append({"span": span, "ratings": len(members),
+                              "first": stamps[members[0]], "last": stamps[members[-1]]})
+        if os.path.exists(out_dir):
+            os.rmdir(out_dir)  # empty (checked above)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return summaries
