@@ -24,7 +24,7 @@ import shlex
 import sys
 import time
 
-from movierec.config import DEFAULT_GATES, EvaluationConfig, Gate, MFConfig, PipelineConfig
+from movierec.config import EvaluationConfig, Gate, MFConfig, PipelineConfig, default_gates
 
 EXIT_DATA_ERROR = 2
 EXIT_PIPELINE_ERROR = 3
@@ -79,7 +79,16 @@ def _add_run_args(p: argparse.ArgumentParser, retrain: bool = False) -> None:
     p.add_argument("--gate", action="append", default=[], metavar="MODEL=METRIC:BASELINE",
                    help="blessing rule, e.g. mf=rmse:bias_baseline, content=ndcg@10:popularity "
                         "(defaults), content=ndcg@10:none to drop the baseline rule")
-    p.add_argument("--embedding-dim", type=int, default=d.embedding_dim)
+    p.add_argument("--mf-objective", choices=["mse", "ials"], default=d.objective,
+                   help="mse: the article's rating model (default); ials: a ranking model for "
+                        "top-k (implicit ALS factors + a bias rating head; gate ndcg@10 vs popularity)")
+    p.add_argument("--embedding-dim", type=int, default=None, help="default: 32 (mse), 128 (ials)")
+    p.add_argument("--ials-alpha0", type=float, default=d.ials_alpha0,
+                   help="ials: weight of every unobserved (user, movie) pair (default: %(default)s)")
+    p.add_argument("--ials-reg", type=float, default=d.ials_reg,
+                   help="ials: frequency-scaled L2 (default: %(default)s)")
+    p.add_argument("--ials-iterations", type=int, default=d.ials_iterations,
+                   help="ials: alternating sweeps (default: %(default)s)")
     p.add_argument("--epochs", type=int, default=d.epochs)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--learning-rate", type=float, default=d.learning_rate)
@@ -238,8 +247,8 @@ def _cmd_data(args) -> int:
 
 
 # -- run ----------------------------------------------------------------------------------
-def parse_gates(specs: list[str]) -> tuple:
-    gates = dict(DEFAULT_GATES)
+def parse_gates(specs: list[str], mf_objective: str = "mse") -> tuple:
+    gates = dict(default_gates(mf_objective))
     for spec in specs:
         model, sep, rule = spec.partition("=")
         metric, sep2, baseline = rule.partition(":")
@@ -250,10 +259,12 @@ def parse_gates(specs: list[str]) -> tuple:
 
 
 def _config_from_args(args, data_dir: str) -> PipelineConfig:
-    mf = MFConfig(embedding_dim=args.embedding_dim, epochs=args.epochs, batch_size=args.batch_size,
+    mf = MFConfig(objective=args.mf_objective, embedding_dim=args.embedding_dim,
+                  ials_alpha0=args.ials_alpha0, ials_reg=args.ials_reg, ials_iterations=args.ials_iterations,
+                  epochs=args.epochs, batch_size=args.batch_size,
                   learning_rate=args.learning_rate, l2=args.l2, seed=args.seed)
     evaluation = EvaluationConfig(ks=tuple(args.eval_k or EvaluationConfig().ks), rating_threshold=args.rating_threshold,
-                                  max_regression=args.max_regression, gates=parse_gates(args.gate))
+                                  max_regression=args.max_regression, gates=parse_gates(args.gate, args.mf_objective))
     for name, _ in evaluation.gates:  # validated once, here, with the evaluator's own rules
         from movierec.components.ranking_evaluator.eval_config import EvalConfig  # noqa: PLC0415
         EvalConfig.from_dict(evaluation.evaluator_config(name))

@@ -18,16 +18,30 @@ def _check(condition: bool, name: str, value: Any, expectation: str) -> None:
         raise ValueError(f"config: {name}={value!r} is invalid: {expectation}")
 
 
+IALS_ALPHA0 = 0.1
+IALS_REG = 0.03
+
+
 @dataclass(frozen=True)
 class MFConfig:
     """Matrix factorization (seed article 002, example 3) hyper-parameters.
 
-    `l2` is applied per example to the embedding rows and biases a batch looks up (classic
-    biased-MF regularisation, so updates stay sparse), added to the batch mean squared error.
+    objective "mse" (the article): `l2` is applied per example to the embedding rows and
+    biases a batch looks up (classic biased-MF regularisation, so updates stay sparse),
+    added to the batch mean squared error; `epochs`, `batch_size`, `learning_rate` apply.
     Defaults were chosen on ML-100k (80/20 random split: held-out RMSE about 0.92).
+
+    objective "ials" (ranking, `components/mf/ials.py`): `ials_alpha0` weights every
+    unobserved (user, movie) pair, `ials_reg` the frequency-scaled L2, `ials_iterations`
+    alternating sweeps. Defaults from `benchmarks/quality.py --tune` (validation split
+    carved from train). embedding_dim None: 32 for mse, 128 for ials.
     """
 
-    embedding_dim: int = 32
+    embedding_dim: int | None = None
+    objective: str = "mse"
+    ials_alpha0: float = IALS_ALPHA0
+    ials_reg: float = IALS_REG
+    ials_iterations: int = 10
     epochs: int = 25
     batch_size: int = 4096
     learning_rate: float = 0.01
@@ -35,6 +49,12 @@ class MFConfig:
     seed: int = 42
 
     def __post_init__(self) -> None:
+        _check(self.objective in ("mse", "ials"), "mf.objective", self.objective, "'mse' or 'ials'")
+        if self.embedding_dim is None:
+            object.__setattr__(self, "embedding_dim", 128 if self.objective == "ials" else 32)
+        _check(0 < self.ials_alpha0 < 1000, "mf.ials_alpha0", self.ials_alpha0, "in (0, 1000)")
+        _check(0 < self.ials_reg < 1000, "mf.ials_reg", self.ials_reg, "in (0, 1000)")
+        _check(1 <= self.ials_iterations <= 1000, "mf.ials_iterations", self.ials_iterations, "1..1000")
         _check(1 <= self.embedding_dim <= 1024, "mf.embedding_dim", self.embedding_dim, "1..1024")
         _check(1 <= self.epochs <= 10_000, "mf.epochs", self.epochs, "1..10000")
         _check(1 <= self.batch_size <= 1 << 20, "mf.batch_size", self.batch_size, "1..1048576")
@@ -58,6 +78,14 @@ DEFAULT_GATES = (
     ("mf", Gate("rmse", "bias_baseline")),        # a rating model must beat mean + biases
     ("content", Gate("ndcg@10", "popularity")),   # a top-k model must beat popularity
 )
+RANKING_MF_GATE = Gate("ndcg@10", "popularity")   # mf with objective "ials" is a top-k model
+
+
+def default_gates(mf_objective: str = "mse") -> tuple:
+    gates = dict(DEFAULT_GATES)
+    if mf_objective == "ials":
+        gates["mf"] = RANKING_MF_GATE
+    return tuple(gates.items())
 
 
 @dataclass(frozen=True)

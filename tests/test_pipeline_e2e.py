@@ -2,6 +2,8 @@
 
 One small synthetic dataset; the run goes through `movierec run` exactly as a user calls it.
 """
+import glob
+import json
 import os
 import re
 
@@ -180,3 +182,21 @@ def test_content_model_pushed_and_served(first_run, data_dir):
                              "--port", str(port)]) == 0
     profile = tf.saved_model.load(model_dir).signatures["user_profile"](user_id=tf.constant(["1"]))
     np.testing.assert_allclose(profile["weights"].numpy().sum(), 1.0, rtol=1e-5)
+
+
+def test_ranking_objective_is_gated_on_ndcg_against_popularity(tmp_path, data_dir, capsys):
+    """`--mf-objective ials`: the same graph, judged as a top-k model (NDCG@10 vs popularity);
+    pushed exactly when it wins."""
+    out = str(tmp_path / "ials")
+    args = ["--mf-objective", "ials", "--embedding-dim", "16", "--gate", "content=ndcg@10:none"]
+    assert cli.main(["run", "--data-dir", data_dir, "--output-dir", out, *args]) == 0
+    printed = capsys.readouterr().out
+    verdict = re.search(r"mf: (NOT )?BLESSED - ndcg@10 ([\d.]+) (beats|does not beat) popularity ([\d.]+)", printed)
+    assert verdict, printed
+    wins = float(verdict.group(2)) > float(verdict.group(4))
+    assert (verdict.group(1) is None) == wins == (verdict.group(3) == "beats")
+    base = os.path.join(out, "serving", "mf")
+    assert len(versions.list_versions(base)) == int(wins)
+    trainer_runs = glob.glob(os.path.join(out, "pipeline", "Trainer.mf", "model_run", "*", "training_metrics.json"))
+    metrics = json.load(open(trainer_runs[0]))
+    assert metrics["config"]["mf"]["objective"] == "ials" and len(metrics["loss_history"]) == 10

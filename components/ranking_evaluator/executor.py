@@ -32,6 +32,7 @@ from tfx import types
 from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
+from movierec.components.mf.biases import fit_bias_baseline
 from movierec.components import features, training_data
 from movierec.components.ranking_evaluator.eval_config import LOWER_IS_BETTER, EvalConfig
 from movierec.components.ranking_metrics import ranking_metrics
@@ -97,23 +98,6 @@ def popularity_top_k(data: EvalData, k: int) -> np.ndarray:
         picked = [m for m in order[: k + len(seen)] if m not in seen][:k]
         top[i, :len(picked)] = picked
     return top
-
-
-def fit_bias_baseline(train: training_data.Interactions, num_users: int, num_movies: int,
-                      l2: float, iterations: int = 10):
-    """Global mean + user and movie biases, ridge-regularised, by alternating updates."""
-    mu = float(train.rating.mean())
-    bu, bm = np.zeros(num_users + 1), np.zeros(num_movies + 1)
-    nu = np.bincount(train.user_idx, minlength=num_users + 1)
-    nm = np.bincount(train.movie_idx, minlength=num_movies + 1)
-    def ratio(total, count):
-        return np.divide(total, count + l2, out=np.zeros_like(total), where=(count + l2) > 0)
-
-    for _ in range(iterations):
-        bm = ratio(np.bincount(train.movie_idx, train.rating - mu - bu[train.user_idx], num_movies + 1), nm)
-        bu = ratio(np.bincount(train.user_idx, train.rating - mu - bm[train.movie_idx], num_users + 1), nu)
-    bu[num_users] = bm[num_movies] = 0.0  # OOV: no bias
-    return mu, bu, bm
 
 
 def ranking_at(top: np.ndarray, data: EvalData, ks: tuple[int, ...]) -> dict:
