@@ -154,6 +154,9 @@ def _build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--max-concurrent-requests", type=int, default=64)
     sv.add_argument("--max-batch-size", type=int, default=10_000)
     sv.add_argument("--max-body-bytes", type=int, default=16 << 20)
+    sv.add_argument("--rest_api_timeout_in_ms", type=int, default=30_000,
+                    help="REST: a request not started on the model this long after it arrived gets "
+                         "504 DEADLINE_EXCEEDED (gRPC uses the client's deadline) (default: %(default)s)")
 
     rc = sub.add_parser("recommend", help="top-k recommendations from a running server")
     rc.add_argument("--user", action="append", required=True, help="user id (repeat for several)")
@@ -448,7 +451,8 @@ def _cmd_serve(args) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     options = ServerOptions(host=args.host, grpc_port=args.port, rest_port=args.rest_api_port,
                             poll_seconds=args.file_system_poll_wait_seconds, warmup=not args.no_warmup,
-                            limits=Limits(args.max_batch_size, args.max_concurrent_requests, args.max_body_bytes),
+                            limits=Limits(args.max_batch_size, args.max_concurrent_requests, args.max_body_bytes,
+                                          args.rest_api_timeout_in_ms / 1000),
                             enable_batching=args.enable_batching, batch_timeout_micros=args.batch_timeout_micros)
     server = ModelServer(specs, options).start()
     for spec in specs:

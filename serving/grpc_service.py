@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import time
 
 import grpc
 import numpy as np
@@ -55,6 +56,8 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     def Predict(self, request, context):
         name = request.model_spec.name
+        remaining = context.time_remaining()   # None: the client set no deadline
+        deadline = time.monotonic() + remaining if remaining is not None else None
         try:
             with self.core.request(name, "predict", "GRPC"):
                 version, label = _version_and_label(request.model_spec)
@@ -66,7 +69,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                         raise invalid_argument(f"input '{alias}': invalid TensorProto: {e}") from None
                 servable, outputs = self.core.predict(name, version, label,
                                                       request.model_spec.signature_name, inputs,
-                                                      list(request.output_filter))
+                                                      list(request.output_filter), deadline)
                 response = predict_pb2.PredictResponse()
                 response.model_spec.name = name
                 response.model_spec.version.value = servable.version

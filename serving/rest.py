@@ -14,6 +14,7 @@ import logging
 import re
 import socketserver
 import threading
+import time
 import urllib.parse
 
 import grpc
@@ -90,6 +91,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._error(e)
 
     def do_POST(self):
+        deadline = time.monotonic() + self.core.limits.request_timeout_seconds
         try:
             name, version, label, metadata, verb = _parse_path("POST", self.path)
             if metadata or verb is None:
@@ -108,7 +110,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 aliases = list(servable.signature_defs[signature or "serving_default"].inputs)
                 signature_name, inputs, rows = tensor_json.parse_predict_body(body, aliases)
                 self.core.check_batch(inputs)
-                outputs = self.core.predict_on(servable, signature_name, inputs)
+                outputs = self.core.predict_on(servable, signature_name, inputs, deadline=deadline)
                 response = tensor_json.predict_response(outputs, rows)
             self._send_json(200, response)
         except ServingError as e:

@@ -24,11 +24,14 @@ class Limits:
     max_batch_size: int = 10_000        # rows in any input's first dimension
     max_concurrent_requests: int = 64   # beyond this: RESOURCE_EXHAUSTED / HTTP 429
     max_body_bytes: int = 16 << 20      # REST body limit
+    request_timeout_seconds: float = 30.0   # REST: from arrival until the model must start
+                                            # (TF Serving's --rest_api_timeout_in_ms); gRPC
+                                            # requests carry the client's own deadline
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
-            if getattr(self, f.name) < 1:
-                raise ValueError(f"{f.name} must be >= 1, got {getattr(self, f.name)}")
+            if getattr(self, f.name) <= 0 or (f.type == "int" and getattr(self, f.name) < 1):
+                raise ValueError(f"{f.name} must be > 0, got {getattr(self, f.name)}")
 
 
 class PredictionCore:
@@ -70,13 +73,22 @@ class PredictionCore:
                                        f"maximum {self.limits.max_batch_size}")
 
     def predict(self, name: str, version: int | None, label: str | None, signature_name: str,
-                inputs: dict, output_filter=()):
+                inputs: dict, output_filter=(), deadline: float | None = None):
         self.check_batch(inputs)
         servable = self.manager.servable(name, version, label)
-        return servable, self.predict_on(servable, signature_name, inputs, output_filter)
+        return servable, self.predict_on(servable, signature_name, inputs, output_filter, deadline)
 
-    def predict_on(self, servable, signature_name: str, inputs: dict, output_filter=()) -> dict:
-        """Predict on an already resolved servable (through the batcher when enabled)."""
+    def predict_on(self, servable, signature_name: str, inputs: dict, output_filter=(),
+                   deadline: float | None = None) -> dict:
+        """Predict on an already resolved servable (through the batcher when enabled).
+
+        deadline: `time.monotonic()` by which the model must start; past it the request ends
+        with DEADLINE_EXCEEDED (HTTP 504) instead of using the model for an answer nobody
+        waits for. A model call that has started is not interrupted (nor is it in TF Serving).
+        """
+        if deadline is not None and time.monotonic() > deadline:
+            raise ServingError(grpc.StatusCode.DEADLINE_EXCEEDED,
+                               "Deadline exceeded before the model ran (request timeout)")
         if self.batcher is not None:
             return self.batcher.predict(servable, signature_name, inputs, output_filter)
         return servable.predict(signature_name, inputs, output_filter)

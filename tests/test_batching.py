@@ -1,6 +1,7 @@
 """Server-side batching: merged calls give each request exactly its own answer."""
 import os
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -82,3 +83,36 @@ def test_concurrency_limit_answers_resource_exhausted_instead_of_queuing():
     with core.request("half", "predict", "REST"):  # the slot is free again
         pass
     assert 'status="RESOURCE_EXHAUSTED"' in core.metrics.render()
+
+
+def test_request_past_its_deadline_is_not_run_and_answers_504():
+    """A REST request that waited past --rest_api_timeout_in_ms before reaching the model,
+    and a gRPC request whose client deadline passed, end with DEADLINE_EXCEEDED."""
+    import http.client
+    import json
+
+    import grpc
+
+    from movierec.serving.manager import ModelManager
+    from movierec.serving.model_config import ModelSpec
+    from movierec.serving.server import ModelServer, ServerOptions
+    from movierec.serving.service import Limits, PredictionCore
+
+    manager = ModelManager([ModelSpec("half", os.path.dirname(MODEL))], poll_seconds=0)
+    manager.poll_once()
+    core = PredictionCore(manager)
+    servable = core.manager.servable("half", None, None)
+    x = {"x": np.array([[1.0]], np.float32)}
+    with pytest.raises(ServingError) as e:
+        core.predict_on(servable, "", x, deadline=time.monotonic() - 0.001)
+    assert e.value.code == grpc.StatusCode.DEADLINE_EXCEEDED and e.value.http_status == 504
+    assert core.predict_on(servable, "", x, deadline=time.monotonic() + 10)["y"].tolist() == [[2.5]]
+    with pytest.raises(ValueError, match="request_timeout_seconds must be > 0"):
+        Limits(request_timeout_seconds=0)
+
+    options = ServerOptions(grpc_port=0, rest_port=0, poll_seconds=0, limits=Limits(request_timeout_seconds=1e-9))
+    with ModelServer([ModelSpec("half", os.path.dirname(MODEL))], options) as server:
+        conn = http.client.HTTPConnection("127.0.0.1", server.rest_port, timeout=10)
+        conn.request("POST", "/v1/models/half:predict", json.dumps({"instances": [[1.0]]}))
+        r = conn.getresponse()
+        assert r.status == 504 and "Deadline exceeded" in json.loads(r.read())["error"]

@@ -117,3 +117,20 @@ def test_real_ml100k_reads_cleanly(ml100k_dir):
     report = readers.check_dataset(ml100k_dir)
     assert (report.data_format, report.ratings, report.users, report.movies) == ("ml-100k", 100000, 943, 1682)
     assert report.problems == []
+
+
+CSV_HEADER = "userId,movieId,rating,timestamp\n"
+
+
+@pytest.mark.parametrize("ratings,movies,message", [
+    (CSV_HEADER + "1,10,4,100\n1,20,4", None, r"ratings.csv:3: expected 4 fields .* got 3"),      # truncated
+    (CSV_HEADER + "1,10,,100\n", None, r"ratings.csv:2: rating '' is not a number"),               # empty
+    (CSV_HEADER + "1,10,NaN,100\n", None, r"ratings.csv:2: rating nan is not a finite number"),
+    (CSV_HEADER + "1/../x,10,4,100\n", None, r"ratings.csv:2: user id '1/../x' is not a valid ID"),
+    (CSV_HEADER + "1,10,4,100\n", "movieId,title\n10,Heat\n", r"movies.csv:1: expected header"),
+    (CSV_HEADER + "1,10,4,100\n", "movieId,title,genres\n10,Heat\n", r"movies.csv:2: expected 3 fields, got 2"),
+])
+def test_data_faults_are_named_by_file_line_and_problem(tmp_path, ratings, movies, message):
+    d = mllatest(tmp_path, ratings, movies)
+    with pytest.raises(readers.DataError, match=message):
+        list(readers.read_ratings(d))
