@@ -35,6 +35,37 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def newest_pushed_model(serving_root: str, model: str) -> tuple[str, int, list[str]] | None:
+    """(version folder, version, its known users) of the newest push of `model`, or None."""
+    from movierec.serving import versions
+
+    base = os.path.join(serving_root, model)
+    latest = versions.latest_version(base)
+    if latest is None:
+        print(f"no pushed model under {base}: run `make run` first", file=sys.stderr)
+        return None
+    model_dir = versions.version_dir(base, latest)
+    with open(os.path.join(model_dir, "assets", "user_id"), encoding="utf-8") as f:
+        return model_dir, latest, [line.rstrip("\n") for line in f]
+
+
+def start_server(serve_args: list[str]) -> tuple[subprocess.Popen, int, int] | None:
+    """`movierec serve` in its own process on free ports: (process, gRPC port, REST port), once
+    it says it is serving; None (and the process stopped) if it never does."""
+    grpc_port, rest_port = free_port(), free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "movierec.cli", "serve", *serve_args, "--port", str(grpc_port),
+         "--rest_api_port", str(rest_port), "--max-concurrent-requests", "256"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), text=True)
+    for line in server.stdout:
+        if line.startswith("serving gRPC"):
+            return server, grpc_port, rest_port
+    server.terminate()
+    server.wait(timeout=30)
+    print("server did not start", file=sys.stderr)
+    return None
+
+
 def percentiles(samples: list[float]) -> tuple[float, float, float]:
     a = np.array(samples) * 1000.0
     return tuple(float(np.percentile(a, q)) for q in (50, 95, 99))
@@ -121,36 +152,20 @@ def main() -> int:
     p.add_argument("--enable-batching", action="store_true", help="start the server with --enable_batching")
     args = p.parse_args()
 
-    from movierec.serving import versions
-
-    base = os.path.join(args.serving_root, args.model)
-    latest = versions.latest_version(base)
-    if latest is None:
-        print(f"no pushed model under {base}: run `make run` first", file=sys.stderr)
+    found = newest_pushed_model(args.serving_root, args.model)
+    if found is None:
         return 2
-    model_dir = versions.version_dir(base, latest)
-    with open(os.path.join(model_dir, "assets", "user_id"), encoding="utf-8") as f:
-        users = [line.rstrip("\n") for line in f]
-
+    model_dir, latest, users = found
     base_ms = percentiles(in_process(model_dir, users))
     print(f"model {args.model} v{latest}: {len(users)} users; in-process serving_default (1 user, k=10): "
           f"p50 {base_ms[0]:.2f} ms, p99 {base_ms[2]:.2f} ms", flush=True)
 
-    grpc_port, rest_port = free_port(), free_port()
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "movierec.cli", "serve", "--serving-root", args.serving_root,
-         "--port", str(grpc_port), "--rest_api_port", str(rest_port),
-         "--file_system_poll_wait_seconds", "0", "--max-concurrent-requests", "256",
-         *(["--enable_batching"] if args.enable_batching else [])],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True)
+    started = start_server(["--serving-root", args.serving_root, "--file_system_poll_wait_seconds", "0",
+                            *(["--enable_batching"] if args.enable_batching else [])])
+    if started is None:
+        return 1
+    server, grpc_port, rest_port = started
     try:
-        for line in server.stdout:
-            if line.startswith("serving gRPC"):
-                break
-        else:
-            print("server did not start", file=sys.stderr)
-            return 1
         rows = []
         print(f"server: movierec serve{' --enable_batching' if args.enable_batching else ''}", flush=True)
         for protocol, worker, port in (("gRPC", grpc_worker, grpc_port), ("REST", rest_worker, rest_port)):

@@ -20,7 +20,6 @@ import json
 import os
 import queue
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -33,7 +32,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.join(REPO, "benchmarks"))
 
-from serving import free_port  # noqa: E402  (benchmarks/serving.py)
+from serving import newest_pushed_model, start_server  # noqa: E402  (benchmarks/serving.py)
 
 
 def rss_mb(pid: int) -> float:
@@ -140,33 +139,20 @@ def main() -> int:
     p.add_argument("--rate", type=float, default=200.0, help="requests per second (default: %(default)s)")
     args = p.parse_args()
 
-    from movierec.serving import versions
-
-    source_base = os.path.join(args.serving_root, args.model)
-    latest = versions.latest_version(source_base)
-    if latest is None:
-        print(f"no pushed model under {source_base}: run `make run` first", file=sys.stderr)
+    found = newest_pushed_model(args.serving_root, args.model)
+    if found is None:
         return 2
-    source = versions.version_dir(source_base, latest)
-    with open(os.path.join(source, "assets", "user_id"), encoding="utf-8") as f:
-        users = [line.rstrip("\n") for line in f]
+    source, _, users = found
 
     with tempfile.TemporaryDirectory() as tmp:
         base = os.path.join(tmp, args.model)
         shutil.copytree(source, os.path.join(base, "1"))
-        grpc_port, rest_port = free_port(), free_port()
-        server = subprocess.Popen(
-            [sys.executable, "-m", "movierec.cli", "serve", "--model_name", args.model, "--model_base_path", base,
-             "--port", str(grpc_port), "--rest_api_port", str(rest_port), "--file_system_poll_wait_seconds", "1",
-             "--max-concurrent-requests", "256"],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), text=True)
+        started = start_server(["--model_name", args.model, "--model_base_path", base,
+                                "--file_system_poll_wait_seconds", "1"])
+        if started is None:
+            return 1
+        server, grpc_port, rest_port = started
         try:
-            for line in server.stdout:
-                if line.startswith("serving gRPC"):
-                    break
-            else:
-                print("server did not start", file=sys.stderr)
-                return 1
             rss_start = rss_mb(server.pid)
             swap = {}
 
