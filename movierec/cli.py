@@ -56,7 +56,8 @@ def _add_run_args(p: argparse.ArgumentParser, retrain: bool = False) -> None:
                        help="start MF from the last blessed MF model (rows remapped by ID)")
     p.add_argument("--beam-pipeline-args", default=None,
                    help="Beam options for the Beam-based components, one string, e.g. "
-                        "'--direct_running_mode=multi_processing --direct_num_workers=2' "
+                        "'--runner=FnApiRunner --direct_running_mode=multi_processing --direct_num_workers=2 "
+                        "--requirements_file=/dev/null' "
                         f"(default: {' '.join(PipelineConfig.__dataclass_fields__['beam_pipeline_args'].default)})")
     p.add_argument("--output-dir", default=DEFAULT_OUTPUT_DIR,
                    help="where the run writes: pipeline/ (artifacts), metadata.sqlite (ML Metadata), "
@@ -397,7 +398,10 @@ def _run_pipeline(args, config: PipelineConfig, started: float) -> int:
     print(f"  log: {log_path}")
     print("  loading TFX ...", flush=True)
     import absl.logging  # noqa: PLC0415
+    import tensorflow as tf  # noqa: PLC0415
     absl.logging.set_verbosity(absl.logging.INFO)
+    # TensorFlow gives its logger a stderr handler of its own; its records belong in the run log
+    tf.get_logger().handlers.clear()
     from movierec.pipeline import local_runner  # noqa: PLC0415
     from movierec.pipeline.pipeline import COMPONENT_IDS  # noqa: PLC0415
     from movierec.progress import ComponentProgress  # noqa: PLC0415

@@ -89,7 +89,10 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None,
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
     transform = Transform(
         examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
-        preprocessing_fn=PREPROCESSING_FN, custom_config={"code": fingerprint})
+        preprocessing_fn=PREPROCESSING_FN, custom_config={"code": fingerprint},
+        # the raw data is profiled and validated once, by StatisticsGen + StrictExampleValidator;
+        # Transform's own pre/post-transform TFDV passes would only repeat that work
+        disable_statistics=True)
     transform.add_upstream_node(example_validator)  # no Transform on data that failed checks
     trainers, gates, pushers = [], [], []
     for name, run_fn, custom in (("mf", MF_RUN_FN, config.trainer_config()),
