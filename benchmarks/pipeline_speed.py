@@ -1,6 +1,6 @@
 """Wall time of a full `movierec run`, per component (from ML Metadata) and in total.
 
-    .venv/bin/python benchmarks/pipeline_speed.py [--data-dir ../shared/data/ml-100k] [--runs 1]
+    .venv/bin/python benchmarks/pipeline_speed.py [--data-dir ../shared/data/ml-100k] [--runs 1] [-- RUN FLAGS]
 
 Each run starts a fresh `movierec run` process in an empty output folder (cold TFX cache,
 warm OS file cache) and reads every execution's start and end from ML Metadata, so the
@@ -39,13 +39,16 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", default=os.path.join(os.path.dirname(REPO), "shared", "data", "ml-100k"))
     p.add_argument("--runs", type=int, default=1)
+    p.add_argument("run_args", nargs=argparse.REMAINDER,
+                   help="extra `movierec run` flags after --, e.g. -- --beam-pipeline-args '...'")
     args = p.parse_args()
+    extra = [a for a in args.run_args if a != "--"]
     results = []
     for run in range(args.runs):
         with tempfile.TemporaryDirectory() as out:
             start = time.perf_counter()
             proc = subprocess.run([sys.executable, "-m", "movierec.cli", "run", "--data-dir", args.data_dir,
-                                   "--output-dir", out], capture_output=True, text=True,
+                                   "--output-dir", out, *extra], capture_output=True, text=True,
                                   env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
             total = time.perf_counter() - start
             if proc.returncode != 0:
