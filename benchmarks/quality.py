@@ -165,18 +165,10 @@ def export_content(split: Split, out_dir: str) -> float:
 
 
 def eval_data(split: Split):
-    from movierec.components.ranking_evaluator.executor import EvalData
-    from movierec.components.training_data import rated_items
+    """The evaluator's own relevance and masks for this split (see RankingEvaluator)."""
+    from movierec.components.ranking_evaluator.executor import eval_data as evaluator_eval_data
 
-    u_count, m_count = split.sizes
-    rel: dict = {}
-    for n, (u, m) in enumerate(zip(split.test.user_idx, split.test.movie_idx)):
-        if u < u_count:   # a test movie never seen in train still counts as relevant
-            rel.setdefault(int(u), set()).add(int(m) if m < m_count else -2 - n)
-    users = np.array(sorted(rel), np.int64)
-    seen = rated_items(split.train, u_count, m_count)
-    return EvalData(split.train, split.test, split.user_vocab, split.movie_vocab, users,
-                    [rel[int(u)] for u in users], [seen.row(int(u)) for u in users])
+    return evaluator_eval_data(split.train, split.test, split.user_vocab, split.movie_vocab)
 
 
 def score(model_dir: str | None, split: Split, ranking: bool) -> dict:

@@ -86,6 +86,20 @@ class RestClient:
         return _rows(out, len(user_ids))
 
 
+def predict_request(model: str, tensors: dict, signature_name: str = "", version: int | None = None):
+    """A TF Serving PredictRequest: `tensors` maps input alias -> TensorProto as given."""
+    from tensorflow_serving.apis import predict_pb2  # noqa: PLC0415
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model
+    request.model_spec.signature_name = signature_name
+    if version is not None:
+        request.model_spec.version.value = version
+    for alias, proto in tensors.items():
+        request.inputs[alias].CopyFrom(proto)
+    return request
+
+
 class GrpcClient:
     def __init__(self, host: str = "127.0.0.1", port: int = 8500, timeout: float = 10.0):
         import grpc  # noqa: PLC0415
@@ -101,15 +115,9 @@ class GrpcClient:
 
     def predict(self, model: str, inputs: dict, signature_name: str = "", version: int | None = None) -> dict:
         import tensorflow as tf  # noqa: PLC0415
-        from tensorflow_serving.apis import predict_pb2  # noqa: PLC0415
 
-        request = predict_pb2.PredictRequest()
-        request.model_spec.name = model
-        request.model_spec.signature_name = signature_name
-        if version is not None:
-            request.model_spec.version.value = version
-        for alias, value in inputs.items():
-            request.inputs[alias].CopyFrom(tf.make_tensor_proto(value))
+        request = predict_request(model, {a: tf.make_tensor_proto(v) for a, v in inputs.items()},
+                                  signature_name, version)
         try:
             response = self.stub.Predict(request, timeout=self.timeout)
         except self._grpc.RpcError as e:

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from hypothesis import HealthCheck, given, settings, strategies as st
-from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+from tensorflow_serving.apis import prediction_service_pb2_grpc
 
+from movierec.serving.client import predict_request
 from movierec.serving.model_config import ModelSpec
 from movierec.serving.server import ModelServer, ServerOptions
 from movierec.serving.service import Limits
@@ -110,13 +111,7 @@ tensors = st.one_of(
        version=st.one_of(st.none(), st.integers(-5, 200)))
 def test_grpc_fuzz(server, name, signature, inputs, version):
     stub = _stub(server)
-    req = predict_pb2.PredictRequest()
-    req.model_spec.name = name
-    req.model_spec.signature_name = signature
-    if version is not None:
-        req.model_spec.version.value = version
-    for alias, proto in inputs.items():
-        req.inputs[alias].CopyFrom(proto)
+    req = predict_request(name, inputs, signature, version)
     try:
         stub.Predict(req, timeout=30)
     except grpc.RpcError as e:
@@ -157,9 +152,7 @@ def test_memory_stays_flat_under_repeated_bad_requests(server):
     """The same mix of bad REST and gRPC requests, 500 rounds after a warm-up of 100: the
     (in-process) server's resident memory must not grow with the number of requests."""
     stub = _stub(server)
-    bad_grpc = predict_pb2.PredictRequest()
-    bad_grpc.model_spec.name = "half"
-    bad_grpc.inputs["x"].CopyFrom(tf.make_tensor_proto(np.array([b"a", b"b"], dtype=object)))
+    bad_grpc = predict_request("half", {"x": tf.make_tensor_proto(np.array([b"a", b"b"], dtype=object))})
 
     def round_trip():
         for path, raw in BAD_REST:

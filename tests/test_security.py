@@ -9,8 +9,9 @@ import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
-from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+from tensorflow_serving.apis import prediction_service_pb2_grpc
 
+from movierec.serving.client import predict_request
 from movierec.serving.model_config import ModelSpec
 from movierec.serving.server import ModelServer, ServerOptions
 from tests.conftest import shared_dir
@@ -67,9 +68,7 @@ def test_path_tricks_never_reach_another_model(server, path):
 @pytest.mark.parametrize("name", ["secret", "../secret", "half/../secret", "half/123", ""])
 def test_grpc_model_names_are_names_not_paths(server, name):
     stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}"))
-    req = predict_pb2.PredictRequest()
-    req.model_spec.name = name
-    req.inputs["x"].CopyFrom(tf.make_tensor_proto(np.array([[1.0]], np.float32)))
+    req = predict_request(name, {"x": tf.make_tensor_proto(np.array([[1.0]], np.float32))})
     with pytest.raises(grpc.RpcError) as e:
         stub.Predict(req, timeout=10)
     assert e.value.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT)

@@ -8,12 +8,17 @@ Shapes: returns mu (float), b_u [U + 1], b_m [N + 1] (the OOV rows are 0).
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from movierec.components.training_data import Interactions
+if TYPE_CHECKING:  # keeps this module free of TensorFlow (the CLI reads BIAS_L2)
+    from movierec.components.training_data import Interactions
+
+BIAS_L2 = 10.0   # ridge strength of the biases: the evaluator's baseline and the iALS rating head
 
 
-def fit_bias_baseline(train: Interactions, num_users: int, num_movies: int,
+def fit_bias_baseline(train: "Interactions", num_users: int, num_movies: int,
                       l2: float, iterations: int = 10):
     """Global mean + user and movie biases, ridge-regularised, by alternating updates."""
     mu = float(train.rating.mean())

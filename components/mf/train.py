@@ -13,7 +13,7 @@ import tf_keras as keras
 from movierec.components import features
 from movierec.components.mf.data import RatingTensors, epoch_batches
 from movierec.components.mf import ials
-from movierec.components.mf.biases import fit_bias_baseline
+from movierec.components.mf.biases import BIAS_L2, fit_bias_baseline
 from movierec.components.mf.model import MatrixFactorization
 from movierec.components.training_data import Interactions
 from movierec.config import MFConfig
@@ -122,7 +122,7 @@ def fit(config: MFConfig, train: Interactions, num_users: int, num_movies: int,
 
 def fit_ials(config: MFConfig, train: Interactions, num_users: int, num_movies: int,
              init: Callable[[MatrixFactorization], None] | None = None,
-             bias_l2: float = 10.0) -> tuple[MatrixFactorization, TrainResult]:
+             bias_l2: float = BIAS_L2) -> tuple[MatrixFactorization, TrainResult]:
     """The ranking objective: iALS factors for top-k plus the ridge bias model for ratings.
 
     With `init` (warm start), the sweeps start from the model's remapped rows instead of

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from movierec.components.mf.biases import BIAS_L2
+
 LOWER_IS_BETTER = {"rmse", "mae"}
 
 
@@ -15,7 +17,7 @@ class EvalConfig:
     must_beat: str | None = "popularity"  # "popularity", "bias_baseline" or None
     max_regression: float = 0.01        # relative, vs the last blessed model
     batch_users: int = 2048
-    bias_l2: float = 10.0
+    bias_l2: float = BIAS_L2
 
     def __post_init__(self):
         object.__setattr__(self, "ks", tuple(sorted(set(int(k) for k in self.ks))))

@@ -58,6 +58,12 @@ def load_eval_data(examples_uri: str, transform_uri: str, rating_threshold: floa
     movie_vocab = training_data.decode_vocabulary(out.vocabulary_by_name(features.MOVIE_VOCAB))
     train = training_data.read_interactions([os.path.join(examples_uri, "Split-train", "*")])
     evaluation = training_data.read_interactions([os.path.join(examples_uri, "Split-eval", "*")])
+    return eval_data(train, evaluation, user_vocab, movie_vocab, rating_threshold)
+
+
+def eval_data(train: training_data.Interactions, evaluation: training_data.Interactions,
+              user_vocab: list[str], movie_vocab: list[str], rating_threshold: float | None = None) -> EvalData:
+    """Relevance per known user (their eval movies) and their train movies (to mask)."""
     u_count, m_count = len(user_vocab), len(movie_vocab)
     keep = evaluation.user_idx < u_count
     if rating_threshold is not None:
