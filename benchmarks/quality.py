@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/quality.py --data-dir ../shared/data/ml-100k
     .venv/bin/python benchmarks/quality.py --data-dir ../shared/data/ml-100k --tune   # the iALS sweep
+    .venv/bin/python benchmarks/quality.py --data-dir ../shared/data/ml-100k --tune-hybrid
 
 Protocols
   rating (random)  ratings shuffled with seed 42, 80% train / 20% test; RMSE and MAE
@@ -21,6 +22,11 @@ baseline (train counts, train movies removed).
 
 --tune carves a validation split out of the ranking protocol's train part (per user, 75/25,
 seed 43), sweeps the iALS grid on it and prints the table; the test split is never used.
+--tune-hybrid does the same for the hybrid's genre L2 (`ials_feature_reg`) at the default
+iALS point, next to plain iALS.
+
+Models: mf-mse (the article), mf-mse-hybrid, mf-ials (the ranking objective), mf-ials-hybrid
+(genre part in the movie vectors, `MFConfig.hybrid`), content (seed 000), popularity.
 """
 from __future__ import annotations
 
@@ -137,7 +143,8 @@ def export_mf(split: Split, config, out_dir: str) -> float:
 
     started = time.perf_counter()
     model, _ = train.fit(config, split.train, *split.sizes,
-                         scale=(float(split.train.rating.min()), float(split.train.rating.max())))
+                         scale=(float(split.train.rating.min()), float(split.train.rating.max())),
+                         genre_matrix=split.catalog.genre_matrix)
     seconds = time.perf_counter() - started
     export.export(model, out_dir, user_vocab_path=os.path.join(split.folder, "users"),
                   movie_vocab_path=os.path.join(split.folder, "movies"), user_ids=split.user_vocab,
@@ -184,12 +191,13 @@ def score(model_dir: str | None, split: Split, ranking: bool) -> dict:
     return ev.model_rating_errors(loaded, data) or {}
 
 
-MODELS = ("mf-mse", "mf-ials", "content", "popularity")
+MODELS = ("mf-mse", "mf-mse-hybrid", "mf-ials", "mf-ials-hybrid", "content", "popularity")
 
 
 def model_configs():
     from movierec.config import MFConfig
-    return {"mf-mse": MFConfig(objective="mse"), "mf-ials": MFConfig(objective="ials")}
+    return {"mf-mse": MFConfig(objective="mse"), "mf-mse-hybrid": MFConfig(objective="mse", hybrid=True),
+            "mf-ials": MFConfig(objective="ials"), "mf-ials-hybrid": MFConfig(objective="ials", hybrid=True)}
 
 
 def run_protocol(name: str, train: Ratings, test: Ratings, movies: dict, tmp: str, ranking: bool,
@@ -231,7 +239,7 @@ def ranking_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def tune_one(split: Split, dim: int, alpha0: float, reg: float) -> dict:
+def tune_one(split: Split, dim: int, alpha0: float, reg: float, feature_reg: float | None = None) -> dict:
     """One grid point: fit through `train.fit`, rank with the model's own `score_all_movies`
     (what `serving_default` ranks by), train movies masked, metrics by the evaluator's code.
     No SavedModel export per point: the sweep would spend most of its time saving."""
@@ -240,23 +248,26 @@ def tune_one(split: Split, dim: int, alpha0: float, reg: float) -> dict:
     from movierec.components.ranking_evaluator import executor as ev
     from movierec.config import MFConfig
 
-    config = MFConfig(objective="ials", embedding_dim=dim, ials_alpha0=alpha0, ials_reg=reg)
-    model, result = train.fit(config, split.train, *split.sizes)
+    hybrid = {} if feature_reg is None else {"hybrid": True, "ials_feature_reg": feature_reg}
+    config = MFConfig(objective="ials", embedding_dim=dim, ials_alpha0=alpha0, ials_reg=reg, **hybrid)
+    model, result = train.fit(config, split.train, *split.sizes, genre_matrix=split.catalog.genre_matrix)
     data = eval_data(split)
     scores = model.score_all_movies(tf.constant(data.users)).numpy()
     for row, seen in enumerate(data.train_seen):
         scores[row, seen] = -np.inf
     top = np.argsort(-scores, axis=1, kind="stable")[:, :10]
     metrics = ev.ranking_at(top, data, (10,))
-    print(f"  dim {dim} alpha0 {alpha0} reg {reg}: validation NDCG@10 {metrics['ndcg@10']:.4f} "
+    print(f"  dim {dim} alpha0 {alpha0} reg {reg} hybrid {feature_reg}: validation NDCG@10 {metrics['ndcg@10']:.4f} "
           f"({result.fit_seconds:.1f} s)", file=sys.stderr, flush=True)
-    return {"dim": dim, "alpha0": alpha0, "reg": reg, "fit_seconds": result.fit_seconds, **metrics}
+    return {"dim": dim, "alpha0": alpha0, "reg": reg, "feature_reg": feature_reg, "fit_seconds": result.fit_seconds, **metrics}
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data-dir", default=os.environ.get("MOVIEREC_DATA_DIR", "../shared/data/ml-100k"))
     p.add_argument("--tune", action="store_true", help="sweep iALS on a validation split instead")
+    p.add_argument("--tune-hybrid", action="store_true",
+                   help="sweep the hybrid's genre L2 at the default iALS point, on the validation split")
     p.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {MODELS}")
     args = p.parse_args(argv)
     ratings, movies = load(args.data_dir)
@@ -265,15 +276,24 @@ def main(argv=None) -> int:
     if unknown:
         p.error(f"unknown models {sorted(unknown)}; known: {MODELS}")
     with tempfile.TemporaryDirectory() as tmp:
-        if args.tune:
+        if args.tune or args.tune_hybrid:
             train, _ = per_user_split(ratings, 0.75, SEED)
             fit_part, valid = per_user_split(train, 0.75, SEED + 1)
             split = make_split(fit_part, valid, movies, os.path.join(tmp, "tune", "vocab"))
-            rows = [tune_one(split, dim, alpha0, reg) for dim, alpha0, reg in itertools.product(*TUNE_GRID.values())]
+            if args.tune:
+                points = [(*point, None) for point in itertools.product(*TUNE_GRID.values())]
+            else:
+                from movierec.config import MFConfig
+                d = MFConfig(objective="ials")
+                points = [(d.embedding_dim, d.ials_alpha0, d.ials_reg, f) for f in HYBRID_TUNE_GRID]
+            rows = [tune_one(split, *point) for point in points]
             rows.sort(key=lambda r: -r["ndcg@10"])
-            print("| dim | alpha0 | reg | validation NDCG@10 | P@10 | fit s |\n|---:|---:|---:|---:|---:|---:|")
+            print("| dim | alpha0 | reg | hybrid genre L2 | validation NDCG@10 | P@10 | fit s |\n"
+                  "|---:|---:|---:|---:|---:|---:|---:|")
             for r in rows:
-                print(f"| {r['dim']} | {r['alpha0']} | {r['reg']} | {r['ndcg@10']:.4f} | {r['precision@10']:.4f} | {r['fit_seconds']:.1f} |")
+                hybrid = "-" if r["feature_reg"] is None else r["feature_reg"]
+                print(f"| {r['dim']} | {r['alpha0']} | {r['reg']} | {hybrid} | {r['ndcg@10']:.4f} | "
+                      f"{r['precision@10']:.4f} | {r['fit_seconds']:.1f} |")
             return 0
         rating_rows = []
         tr, te = random_split(ratings, 0.8, SEED)
@@ -291,6 +311,7 @@ def main(argv=None) -> int:
 
 
 TUNE_GRID = {"dim": (64, 128), "alpha0": (0.1, 0.2, 0.3, 0.5), "reg": (0.01, 0.02, 0.03, 0.05)}
+HYBRID_TUNE_GRID = (None, 0.1, 1.0, 10.0, 100.0)   # None: the plain iALS reference
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -6,8 +6,8 @@ Same data (ML-100k u.data, shuffled with seed 42, 80% train / 20% test), same ep
 embedding size. "article" is seed 002's example 3 as written: Keras Embedding + bias
 embeddings, Dot, Add, Adam, MSE, `model.fit` with its default batch size 32 (here with
 tf_keras, and the L2 of example 2 on the embeddings). "movierec" is
-`movierec.components.mf.train.fit` with its defaults (batch 4096, per-example L2, plain-TF
-step). Prints examples/s for both, the ratio, and test RMSE for both.
+`movierec.components.mf.train.fit` with its defaults (batch 4096, per-example L2, one graph
+call per epoch with the steps in a `tf.while_loop`, Adam as plain TF ops). Prints examples/s for both, the ratio, and test RMSE for both.
 """
 from __future__ import annotations
 

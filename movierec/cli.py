@@ -90,6 +90,10 @@ def _add_run_args(p: argparse.ArgumentParser, retrain: bool = False) -> None:
                    help="ials: frequency-scaled L2 (default: %(default)s)")
     p.add_argument("--ials-iterations", type=int, default=d.ials_iterations,
                    help="ials: alternating sweeps (default: %(default)s)")
+    p.add_argument("--mf-hybrid", action="store_true",
+                   help="hybrid MF: each movie vector is its own embedding plus a learned genre part")
+    p.add_argument("--ials-feature-reg", type=float, default=d.ials_feature_reg,
+                   help="ials with --mf-hybrid: L2 of the genre part (default: %(default)s)")
     p.add_argument("--epochs", type=int, default=d.epochs)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--learning-rate", type=float, default=d.learning_rate)
@@ -265,7 +269,7 @@ def parse_gates(specs: list[str], mf_objective: str = "mse") -> tuple:
 def _config_from_args(args, data_dir: str) -> PipelineConfig:
     mf = MFConfig(objective=args.mf_objective, embedding_dim=args.embedding_dim,
                   ials_alpha0=args.ials_alpha0, ials_reg=args.ials_reg, ials_iterations=args.ials_iterations,
-                  epochs=args.epochs, batch_size=args.batch_size,
+                  hybrid=args.mf_hybrid, ials_feature_reg=args.ials_feature_reg, epochs=args.epochs, batch_size=args.batch_size,
                   learning_rate=args.learning_rate, l2=args.l2, seed=args.seed)
     evaluation = EvaluationConfig(ks=tuple(args.eval_k or EvaluationConfig().ks), rating_threshold=args.rating_threshold,
                                   max_regression=args.max_regression, gates=parse_gates(args.gate, args.mf_objective))

@@ -22,6 +22,7 @@ LOCAL_BEAM_ARGS = ("--runner=FnApiRunner", "--direct_running_mode=in_memory", "-
                    "--requirements_file=/dev/null")
 IALS_ALPHA0 = 0.1
 IALS_REG = 0.03
+IALS_FEATURE_REG = 100.0   # benchmarks/quality.py --tune-hybrid
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,9 @@ class MFConfig:
     unobserved (user, movie) pair, `ials_reg` the frequency-scaled L2, `ials_iterations`
     alternating sweeps. Defaults from `benchmarks/quality.py --tune` (validation split
     carved from train). embedding_dim None: 32 for mse, 128 for ials.
+
+    hybrid (either objective): each movie vector is its own embedding plus a learned
+    genre part (`components/mf/model.py`); for ials `ials_feature_reg` is the genre part's L2.
     """
 
     embedding_dim: int | None = None
@@ -44,6 +48,8 @@ class MFConfig:
     ials_alpha0: float = IALS_ALPHA0
     ials_reg: float = IALS_REG
     ials_iterations: int = 10
+    ials_feature_reg: float = IALS_FEATURE_REG
+    hybrid: bool = False
     epochs: int = 25
     batch_size: int = 4096
     learning_rate: float = 0.01
@@ -56,6 +62,8 @@ class MFConfig:
             object.__setattr__(self, "embedding_dim", 128 if self.objective == "ials" else 32)
         _check(0 < self.ials_alpha0 < 1000, "mf.ials_alpha0", self.ials_alpha0, "in (0, 1000)")
         _check(0 < self.ials_reg < 1000, "mf.ials_reg", self.ials_reg, "in (0, 1000)")
+        _check(0 < self.ials_feature_reg < 1e6, "mf.ials_feature_reg", self.ials_feature_reg, "in (0, 1e6)")
+        _check(isinstance(self.hybrid, bool), "mf.hybrid", self.hybrid, "true or false")
         _check(1 <= self.ials_iterations <= 1000, "mf.ials_iterations", self.ials_iterations, "1..1000")
         _check(1 <= self.embedding_dim <= 1024, "mf.embedding_dim", self.embedding_dim, "1..1024")
         _check(1 <= self.epochs <= 10_000, "mf.epochs", self.epochs, "1..10000")

@@ -7,22 +7,8 @@ import tensorflow as tf
 
 from movierec.components.mf import ials, train
 from movierec.components.mf.biases import fit_bias_baseline
-from movierec.components.training_data import Interactions
 from movierec.config import MFConfig, RANKING_MF_GATE, default_gates
-
-
-def interactions(pairs, ratings=None):
-    u = np.array([p[0] for p in pairs], np.int64)
-    m = np.array([p[1] for p in pairs], np.int64)
-    r = np.array(ratings if ratings is not None else [4.0] * len(pairs), np.float32)
-    n = len(pairs)
-    return Interactions(u, m, r, np.zeros(n, np.int64), np.zeros(n, object), np.zeros(n + 1, np.int64),
-                        np.zeros(0, np.int64))
-
-
-# two taste groups: users 0-3 watch movies 0-3, users 4-7 watch movies 4-7; each user
-# skipped one movie of their group
-GROUPS = [(u, m) for u in range(8) for m in range(8) if (u < 4) == (m < 4) and m % 4 != u % 4]
+from tests.mf_fixtures import GROUPS, interactions
 
 
 def test_user_solve_is_the_exact_minimiser():

@@ -20,7 +20,7 @@ from movierec.components.training_data import Catalog
 
 class MFServingModule(RecommenderModule):
     def __init__(self, model: MatrixFactorization, *, rating_range: tuple[float, float],
-                 user_ids: list[str], **kwargs):
+                 user_ids: list[str], genre_names: list[str] = (), **kwargs):
         super().__init__(**kwargs)
         if model.num_movies != self.num_movies or model.num_users != self.num_users:
             raise ValueError(f"model has {model.num_users} users / {model.num_movies} movies, "
@@ -33,6 +33,10 @@ class MFServingModule(RecommenderModule):
                         "movie_embedding": model.movie_embedding.embeddings,
                         "user_bias": model.user_bias.embeddings,
                         "movie_bias": model.movie_bias.embeddings}
+        if model.hybrid:   # rows follow `genre_names` (no OOV row)
+            self.genre_names = tf.Variable(np.asarray(genre_names, dtype=object), trainable=False,
+                                           name="genre_names")
+            self.factors["genre_embedding"] = model.genre_embedding.kernel
         self.rating_low = tf.constant(rating_range[0], tf.float32)
         self.rating_high = tf.constant(rating_range[1], tf.float32)
 
@@ -56,7 +60,8 @@ def export(model: MatrixFactorization, export_dir: str, *, user_vocab_path: str,
            rating_range: tuple[float, float], max_k: int, metadata: dict | None = None) -> str:
     """Saves the SavedModel to `export_dir`; `metadata` goes to assets.extra/movierec.json."""
     module = MFServingModule(
-        model, rating_range=rating_range, user_ids=user_ids, user_vocab_path=user_vocab_path,
+        model, rating_range=rating_range, user_ids=user_ids, genre_names=catalog.genre_names,
+        user_vocab_path=user_vocab_path,
         movie_vocab_path=movie_vocab_path, movie_ids=catalog.movie_ids, titles=catalog.titles,
         genres=catalog.genre_strings(),
         rated=rated, popularity=popularity, max_k=max_k)

@@ -12,8 +12,16 @@ solves: for each user, (H_u^T H_u + alpha0 G + reg_u I) w_u = H_u^T 1, with H_u 
 the rows of the movies u rated; then the same for movies. Each sweep costs
 O(nnz d^2 + (U + N) d^3).
 
+Hybrid (`movie_features` F [N, G] given): each movie's vector is shrunk toward a genre
+prior F_i B instead of toward zero, i.e. its L2 term becomes reg_i |h_i - F_i B|^2, with
+B [G, d] the genre embedding, itself fitted after each movie sweep by weighted ridge
+regression of H on F (weights reg_i, L2 `feature_reg`). The movie solve keeps its shape:
+(H_u^T H_u + alpha0 G + reg_i I) h_i = W_i^T 1 + reg_i F_i B; a movie with no observations
+gets h_i = F_i B. This is `h_i = v_i + F_i B` with the L2 on v_i, the model's hybrid form.
+
 Shapes: user_idx, movie_idx int [n] (indices < num_users / num_movies);
-returns W float32 [num_users, d], H float32 [num_movies, d].
+returns W float32 [num_users, d], H float32 [num_movies, d] (the whole movie vectors),
+and with movie_features B float32 [G, d].
 """
 from __future__ import annotations
 
@@ -28,20 +36,27 @@ import scipy.sparse as sp
 @dataclasses.dataclass(frozen=True)
 class IALSResult:
     user_factors: np.ndarray   # float32 [U, d]
-    movie_factors: np.ndarray  # float32 [N, d]
+    movie_factors: np.ndarray  # float32 [N, d] (hybrid: the whole vector, genre part included)
     iterations: int
     fit_seconds: float
     loss_history: list
+    genre_factors: np.ndarray | None = None   # float32 [G, d], hybrid only
+
+
+def _row_regs(R: sp.csr_matrix, alpha0: float, reg: float, nu: float, n_other: int) -> np.ndarray:
+    """Frequency-scaled L2 of each row of R: reg (|row| + alpha0 n_other)^nu, [rows]."""
+    return reg * (np.diff(R.indptr) + alpha0 * n_other) ** nu
 
 
 def _solve_side(R: sp.csr_matrix, other: np.ndarray, alpha0: float, reg: float, nu: float,
-                n_other: int) -> np.ndarray:
-    """New factors for the rows of R ([rows, n_other] binary CSR) given the other side's."""
+                n_other: int, prior: np.ndarray | None = None) -> np.ndarray:
+    """New factors for the rows of R ([rows, n_other] binary CSR) given the other side's.
+
+    prior [rows, d]: the L2 pulls each row toward it instead of toward zero (hybrid)."""
     d = other.shape[1]
     gram = alpha0 * (other.T @ other)                       # [d, d]
-    counts = np.diff(R.indptr)
-    regs = reg * (counts + alpha0 * n_other) ** nu          # [rows]
-    out = np.zeros((R.shape[0], d), np.float64)
+    regs = _row_regs(R, alpha0, reg, nu, n_other)           # [rows]
+    out = np.zeros((R.shape[0], d), np.float64) if prior is None else np.array(prior, np.float64)
     eye = np.eye(d)
     for r in range(R.shape[0]):
         cols = R.indices[R.indptr[r]:R.indptr[r + 1]]
@@ -49,29 +64,47 @@ def _solve_side(R: sp.csr_matrix, other: np.ndarray, alpha0: float, reg: float, 
             continue
         Hu = other[cols]                                    # [|I_u|, d]
         A = gram + Hu.T @ Hu + regs[r] * eye
-        out[r] = np.linalg.solve(A, Hu.sum(axis=0))
+        rhs = Hu.sum(axis=0) if prior is None else Hu.sum(axis=0) + regs[r] * prior[r]
+        out[r] = np.linalg.solve(A, rhs)
     return out
 
 
-def loss(R: sp.csr_matrix, W: np.ndarray, H: np.ndarray, alpha0: float, reg: float, nu: float) -> float:
+def fit_genre_prior(F: np.ndarray, H: np.ndarray, weights: np.ndarray, feature_reg: float) -> np.ndarray:
+    """B [G, d] minimising sum_i weights_i |H_i - F_i B|^2 + feature_reg |B|^2."""
+    FtD = F.T * weights                                     # [G, N]
+    return np.linalg.solve(FtD @ F + feature_reg * np.eye(F.shape[1]), FtD @ H)
+
+
+def loss(R: sp.csr_matrix, W: np.ndarray, H: np.ndarray, alpha0: float, reg: float, nu: float,
+         prior: np.ndarray | None = None) -> float:
     rows, cols = R.nonzero()
     pred = np.einsum("ij,ij->i", W[rows], H[cols])
     observed = np.sum((pred - 1.0) ** 2)
     everything = alpha0 * np.sum((W.T @ W) * (H.T @ H))
     ru = reg * (np.diff(R.indptr) + alpha0 * H.shape[0]) ** nu
     ri = reg * (np.diff(R.tocsc().indptr) + alpha0 * W.shape[0]) ** nu
-    return float(observed + everything + ru @ np.sum(W ** 2, 1) + ri @ np.sum(H ** 2, 1))
+    free = H if prior is None else H - prior
+    return float(observed + everything + ru @ np.sum(W ** 2, 1) + ri @ np.sum(free ** 2, 1))
 
 
 def fit(user_idx: np.ndarray, movie_idx: np.ndarray, num_users: int, num_movies: int, *,
         dim: int, alpha0: float, reg: float, nu: float = 1.0, iterations: int = 15,
         init_stddev: float = 0.1, seed: int = 42, init_user_factors: np.ndarray | None = None,
-        init_movie_factors: np.ndarray | None = None) -> IALSResult:
-    """init_*_factors [U, d] / [N, d]: start from these (warm start) instead of random rows."""
+        init_movie_factors: np.ndarray | None = None, movie_features: np.ndarray | None = None,
+        feature_reg: float = 100.0) -> IALSResult:
+    """init_*_factors [U, d] / [N, d]: start from these (warm start) instead of random rows.
+    movie_features [N, G]: the hybrid (see the module docstring), `feature_reg` its L2."""
     if dim < 1 or iterations < 1:
         raise ValueError(f"dim and iterations must be >= 1, got dim={dim}, iterations={iterations}")
     if alpha0 <= 0 or reg <= 0:
         raise ValueError(f"alpha0 and reg must be > 0, got alpha0={alpha0}, reg={reg}")
+    if movie_features is not None:
+        movie_features = np.asarray(movie_features, np.float64)
+        if movie_features.ndim != 2 or movie_features.shape[0] != num_movies:
+            raise ValueError(f"movie_features must be [num_movies={num_movies}, G], got shape "
+                             f"{movie_features.shape}")
+        if feature_reg <= 0:
+            raise ValueError(f"feature_reg must be > 0, got {feature_reg}")
     keep = (user_idx < num_users) & (movie_idx < num_movies)
     R = sp.csr_matrix((np.ones(int(keep.sum())), (user_idx[keep], movie_idx[keep])),
                       shape=(num_users, num_movies))
@@ -86,11 +119,22 @@ def fit(user_idx: np.ndarray, movie_idx: np.ndarray, num_users: int, num_movies:
     W = W if init_user_factors is None else np.asarray(init_user_factors, np.float64)
     H = H if init_movie_factors is None else np.asarray(init_movie_factors, np.float64)
     history = []
+    B = prior = None
+    if movie_features is not None:
+        B = np.zeros((movie_features.shape[1], dim))
+        prior = movie_features @ B
+        unrated = np.diff(Rt.indptr) == 0
     start = time.perf_counter()
     for it in range(iterations):
         W = _solve_side(R, H, alpha0, reg, nu, num_movies)
-        H = _solve_side(Rt, W, alpha0, reg, nu, num_users)
-        history.append(loss(R, W, H, alpha0, reg, nu))
+        H = _solve_side(Rt, W, alpha0, reg, nu, num_users, prior)
+        if movie_features is not None:
+            B = fit_genre_prior(movie_features, H, _row_regs(Rt, alpha0, reg, nu, num_users), feature_reg)
+            prior = movie_features @ B
+            H[unrated] = prior[unrated]   # their exact minimiser under the new B
+        history.append(loss(R, W, H, alpha0, reg, nu, prior)
+                       + (0.0 if B is None else feature_reg * float(np.sum(B ** 2))))
         logging.info("iALS sweep %d/%d: loss %.2f", it + 1, iterations, history[-1])
     return IALSResult(W.astype(np.float32), H.astype(np.float32), iterations,
-                      time.perf_counter() - start, history)
+                      time.perf_counter() - start, history,
+                      None if B is None else B.astype(np.float32))

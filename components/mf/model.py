@@ -16,9 +16,20 @@ Objectives (`MFConfig.objective`), same variables and signatures:
         so `predict_rating` returns mu + b_u + b_m.
 Two non-trainable weights in the graph select this: `rank_with_biases` (1 / 0) and
 `rate_with_factors` (1 / 0).
+
+Hybrid (`movie_features` given, `MFConfig.hybrid`): the movie vector is its own embedding
+plus a learned genre part,
+
+    q_m = v_m + f_m W      f_m: the movie's genre row [G] (multi-hot / genre count),
+                           W: genre_embedding [G, dim]
+
+so a movie's genres pull its vector toward what its genres share, and a movie with few
+ratings still gets a meaningful vector. The L2 falls on v_m (the free part), so the genre
+part is the "prior mean" of each movie's vector.
 """
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
@@ -28,9 +39,20 @@ BIAS_L2_WEIGHT = 0.1
 OBJECTIVES = ("mse", "ials")
 
 
+def genre_features(genre_matrix: np.ndarray) -> np.ndarray:
+    """Hybrid movie features: multi-hot genres [N, G] -> each row divided by its genre count
+    (a movie without genres gets a zero row). float32 [N, G]."""
+    g = np.asarray(genre_matrix, np.float32)
+    if g.ndim != 2:
+        raise ValueError(f"genre_matrix must be [movies, genres], got shape {g.shape}")
+    return g / np.maximum(g.sum(axis=1, keepdims=True), 1.0)
+
+
 class MatrixFactorization(keras.Model):
     def __init__(self, num_users: int, num_movies: int, embedding_dim: int, l2: float,
-                 global_mean: float, seed: int = 42, objective: str = "mse", **kwargs):
+                 global_mean: float, seed: int = 42, objective: str = "mse",
+                 movie_features: np.ndarray | None = None, **kwargs):
+        """movie_features: float32 [num_movies, G] (see `genre_features`) makes it a hybrid."""
         super().__init__(**kwargs)
         if num_users < 1 or num_movies < 1:
             raise ValueError(f"need at least one user and one movie, got num_users={num_users}, "
@@ -52,23 +74,65 @@ class MatrixFactorization(keras.Model):
         ranking_only = 0.0 if objective == "ials" else 1.0
         self.rank_with_biases = tf.Variable(ranking_only, trainable=False, name="rank_with_biases")
         self.rate_with_factors = tf.Variable(ranking_only, trainable=False, name="rate_with_factors")
+        self.movie_features = self.genre_embedding = None
+        if movie_features is not None:
+            f = np.asarray(movie_features, np.float32)
+            if f.ndim != 2 or f.shape[0] != num_movies or f.shape[1] < 1:
+                raise ValueError(f"movie_features must be [num_movies={num_movies}, genres >= 1], "
+                                 f"got shape {f.shape}")
+            f = np.vstack([f, np.zeros((1, f.shape[1]), np.float32)])   # the OOV movie: no genres
+            self.movie_features = tf.Variable(f, trainable=False, name="movie_features")
+            self.genre_embedding = keras.layers.Dense(embedding_dim, use_bias=False, kernel_initializer="zeros",
+                                                      name="genre_embedding")
+
+    @property
+    def hybrid(self) -> bool:
+        return self.movie_features is not None
+
+    def genre_part(self, movie_idx: tf.Tensor | None = None) -> tf.Tensor | None:
+        """f_m W for movie_idx [B] -> [B, dim] (all known movies [N, dim] when None); None
+        when the model is not a hybrid."""
+        if not self.hybrid:
+            return None
+        f = (self.movie_features[: self.num_movies] if movie_idx is None
+             else tf.gather(self.movie_features, movie_idx))
+        return self.genre_embedding(f)
 
     def _parts(self, user_idx: tf.Tensor, movie_idx: tf.Tensor):
+        """-> p [B, dim], q [B, dim] (hybrid: v + genre part), b_u [B], b_m [B], v [B, dim]."""
         p = self.user_embedding(user_idx)              # [B, dim]
-        q = self.movie_embedding(movie_idx)            # [B, dim]
+        v = self.movie_embedding(movie_idx)            # [B, dim]
+        genre = self.genre_part(movie_idx)
+        q = v if genre is None else v + genre
         bu = tf.squeeze(self.user_bias(user_idx), -1)  # [B]
         bm = tf.squeeze(self.movie_bias(movie_idx), -1)
-        return p, q, bu, bm
+        return p, q, bu, bm, v
 
     @tf.autograph.experimental.do_not_convert  # plain TF code: skip AutoGraph's slow rewrite
     def call(self, inputs, training=False):
         """inputs: {user_idx: int64 [B], movie_idx: int64 [B]} -> predicted rating [B]."""
-        p, q, bu, bm = self._parts(inputs[features.USER_IDX], inputs[features.MOVIE_IDX])
+        p, q, bu, bm, v = self._parts(inputs[features.USER_IDX], inputs[features.MOVIE_IDX])
         if training and self.l2 > 0:
-            penalty = (tf.reduce_sum(tf.square(p), -1) + tf.reduce_sum(tf.square(q), -1)
-                       + BIAS_L2_WEIGHT * (tf.square(bu) + tf.square(bm)))
-            self.add_loss(self.l2 * tf.reduce_mean(penalty))
+            self.add_loss(self._penalty(p, v, bu, bm))
         return self.global_mean + bu + bm + tf.reduce_sum(p * q, axis=-1)
+
+    def _penalty(self, p, v, bu, bm) -> tf.Tensor:
+        """The L2 term of a batch (scalar): l2 * mean(|p|^2 + |v|^2 + 0.1 (b_u^2 + b_m^2))."""
+        penalty = (tf.reduce_sum(tf.square(p), -1) + tf.reduce_sum(tf.square(v), -1)
+                   + BIAS_L2_WEIGHT * (tf.square(bu) + tf.square(bm)))
+        total = self.l2 * tf.reduce_mean(penalty)
+        if self.hybrid:   # W is shared by all movies: weighted like one movie row per batch
+            total += (self.l2 * tf.reduce_sum(tf.square(self.genre_embedding.kernel))
+                      / tf.cast(self.num_movies, tf.float32))
+        return total
+
+    def training_loss(self, user_idx: tf.Tensor, movie_idx: tf.Tensor, rating: tf.Tensor) -> tf.Tensor:
+        """The objective of a batch (scalar): MSE of [B] ratings + the L2 term; the same as
+        `call(training=True)` plus its added loss, without Keras' call machinery."""
+        p, q, bu, bm, v = self._parts(user_idx, movie_idx)
+        pred = self.global_mean + bu + bm + tf.reduce_sum(p * q, axis=-1)
+        mse = tf.reduce_mean(tf.square(pred - rating))
+        return mse + self._penalty(p, v, bu, bm) if self.l2 > 0 else mse
 
     def score_all_movies(self, user_idx: tf.Tensor) -> tf.Tensor:
         """Ranking scores of every known movie: user_idx int64 [B] -> float32 [B, N]
@@ -76,6 +140,8 @@ class MatrixFactorization(keras.Model):
         p = self.user_embedding(user_idx)                                # [B, dim]
         bu = tf.squeeze(self.user_bias(user_idx), -1)                    # [B]
         q = self.movie_embedding.embeddings[: self.num_movies]           # [N, dim]
+        if self.hybrid:
+            q = q + self.genre_part()
         bm = tf.squeeze(self.movie_bias.embeddings[: self.num_movies], -1)  # [N]
         biases = self.global_mean + bu[:, tf.newaxis] + bm[tf.newaxis, :]
         return self.rank_with_biases * biases + tf.matmul(p, q, transpose_b=True)
@@ -83,7 +149,7 @@ class MatrixFactorization(keras.Model):
     def predict_known(self, user_idx: tf.Tensor, movie_idx: tf.Tensor,
                       user_known: tf.Tensor, movie_known: tf.Tensor) -> tf.Tensor:
         """Rating [B] where an unknown side contributes nothing (no embedding, no bias)."""
-        p, q, bu, bm = self._parts(user_idx, movie_idx)
+        p, q, bu, bm, _ = self._parts(user_idx, movie_idx)
         uk = tf.cast(user_known, tf.float32)
         mk = tf.cast(movie_known, tf.float32)
         dot = self.rate_with_factors * tf.reduce_sum(p * q, axis=-1)

@@ -8,13 +8,13 @@ from typing import Callable
 
 import numpy as np
 import tensorflow as tf
-import tf_keras as keras
 
 from movierec.components import features
-from movierec.components.mf.data import RatingTensors, epoch_batches
+from movierec.components.mf.adam import Adam
+from movierec.components.mf.data import RatingTensors
 from movierec.components.mf import ials
 from movierec.components.mf.biases import BIAS_L2, fit_bias_baseline
-from movierec.components.mf.model import MatrixFactorization
+from movierec.components.mf.model import MatrixFactorization, genre_features
 from movierec.components.training_data import Interactions
 from movierec.config import MFConfig
 
@@ -43,34 +43,55 @@ def rating_errors(model: MatrixFactorization, data: Interactions, sizes: tuple[i
             "examples": int(len(err))}
 
 
-def make_train_step(model: MatrixFactorization, optimizer, data: RatingTensors) -> callable:
-    """One optimisation step as a graph function.
+def make_epoch(model: MatrixFactorization, optimizer: Adam, data: RatingTensors, batch_size: int) -> callable:
+    """One epoch as one graph call: perm int64 [n] (a permutation of the rows) -> mean
+    batch loss. The batches perm[0:B], perm[B:2B], ... run in a `tf.while_loop`, so there
+    is no Python between steps; batches gather their rows from the in-memory tensors.
 
-    AutoGraph is off: Keras' own `fit` would send its whole training machinery through
-    AutoGraph, which costs 10-20 s of tracing before the first step on this model; the
-    step below is plain TF and traces in well under a second.
+    AutoGraph is off (the loop is written with `tf.while_loop`): Keras' `fit` sends its
+    whole training machinery through AutoGraph, 10-20 s of tracing on this model; this
+    traces in well under a second.
     """
+    n = int(data.rating.shape[0])
+    num_batches = -(-n // batch_size)
+    variables = model.trainable_variables
 
-    @tf.function(autograph=False, input_signature=[tf.TensorSpec([None], tf.int64)])
     def step(batch_idx):
-        user_idx = tf.gather(data.user_idx, batch_idx)
-        movie_idx = tf.gather(data.movie_idx, batch_idx)
-        rating = tf.gather(data.rating, batch_idx)
         with tf.GradientTape() as tape:
-            pred = model({features.USER_IDX: user_idx, features.MOVIE_IDX: movie_idx}, training=True)
-            mse = tf.reduce_mean(tf.square(pred - rating))
-            loss = mse + tf.add_n(model.losses) if model.losses else mse
-        variables = model.trainable_variables
-        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+            loss = model.training_loss(tf.gather(data.user_idx, batch_idx), tf.gather(data.movie_idx, batch_idx),
+                                       tf.gather(data.rating, batch_idx))
+        optimizer.apply(tape.gradient(loss, variables))
         return loss
 
-    return step
+    @tf.function(autograph=False, input_signature=[tf.TensorSpec([n], tf.int64)])
+    def epoch(perm):
+        def body(i, total):
+            return i + 1, total + step(perm[i * batch_size: tf.minimum((i + 1) * batch_size, n)])
+        _, total = tf.while_loop(lambda i, _: i < num_batches, body, (tf.constant(0), tf.constant(0.0)))
+        return total / num_batches
+
+    return epoch
 
 
-def build(config: MFConfig, num_users: int, num_movies: int, global_mean: float) -> MatrixFactorization:
-    """A freshly initialised model with its variables created (so they can be assigned)."""
+def hybrid_features(config: MFConfig, genre_matrix: np.ndarray | None, num_movies: int) -> np.ndarray | None:
+    """The hybrid's movie features [N, G] when `config.hybrid`, else None."""
+    if not config.hybrid:
+        return None
+    if genre_matrix is None:
+        raise ValueError("config.hybrid is set but no genre matrix was given")
+    if len(genre_matrix) != num_movies:
+        raise ValueError(f"genre matrix has {len(genre_matrix)} rows, expected {num_movies} movies")
+    return genre_features(genre_matrix)
+
+
+def build(config: MFConfig, num_users: int, num_movies: int, global_mean: float,
+          genre_matrix: np.ndarray | None = None) -> MatrixFactorization:
+    """A freshly initialised model with its variables created (so they can be assigned).
+
+    genre_matrix: multi-hot [num_movies, G], needed when `config.hybrid`."""
     model = MatrixFactorization(num_users, num_movies, config.embedding_dim, config.l2,
-                                global_mean, seed=config.seed, objective=config.objective)
+                                global_mean, seed=config.seed, objective=config.objective,
+                                movie_features=hybrid_features(config, genre_matrix, num_movies))
     zero = tf.zeros([1], tf.int64)
     model({features.USER_IDX: zero, features.MOVIE_IDX: zero})
     return model
@@ -79,27 +100,28 @@ def build(config: MFConfig, num_users: int, num_movies: int, global_mean: float)
 def fit(config: MFConfig, train: Interactions, num_users: int, num_movies: int,
         eval_data: Interactions | None = None,
         scale: tuple[float, float] = (0.5, 5.0),
-        init: Callable[[MatrixFactorization], None] | None = None) -> tuple[MatrixFactorization, TrainResult]:
-    """Trains with Adam on shuffled in-memory batches; eval RMSE after every epoch
+        init: Callable[[MatrixFactorization], None] | None = None,
+        genre_matrix: np.ndarray | None = None) -> tuple[MatrixFactorization, TrainResult]:
+    """Trains with Adam on shuffled in-memory batches, an epoch per graph call; eval RMSE after every epoch
     (objective "mse"), or by alternating least squares (objective "ials", `fit_ials`).
 
-    `init(model)` runs on the built model before the first step (warm start)."""
+    `init(model)` runs on the built model before the first step (warm start).
+    genre_matrix: multi-hot [num_movies, G] (the catalog's), needed when `config.hybrid`."""
     if config.objective == "ials":
-        return fit_ials(config, train, num_users, num_movies, init)
+        return fit_ials(config, train, num_users, num_movies, init, genre_matrix=genre_matrix)
     tf.keras.utils.set_random_seed(config.seed)
     global_mean = float(np.mean(train.rating))
-    model = build(config, num_users, num_movies, global_mean)
+    model = build(config, num_users, num_movies, global_mean, genre_matrix)
     if init is not None:
         init(model)
-    optimizer = keras.optimizers.Adam(config.learning_rate)
-    step = make_train_step(model, optimizer, RatingTensors.from_interactions(train))
+    optimizer = Adam(model.trainable_variables, config.learning_rate)
+    run_epoch = make_epoch(model, optimizer, RatingTensors.from_interactions(train), config.batch_size)
     rng = np.random.default_rng(config.seed)
     losses, curve, epoch_seconds = [], [], []
     start = time.perf_counter()
     for epoch in range(config.epochs):
         epoch_start = time.perf_counter()
-        batch_losses = [step(idx) for idx in epoch_batches(len(train), config.batch_size, rng)]
-        losses.append(float(tf.reduce_mean(batch_losses)))  # one host sync per epoch
+        losses.append(float(run_epoch(rng.permutation(len(train)))))  # one host sync per epoch
         epoch_seconds.append(time.perf_counter() - epoch_start)
         if eval_data is not None and len(eval_data):
             curve.append(rating_errors(model, eval_data, (num_users, num_movies), scale)["rmse"])
@@ -122,24 +144,32 @@ def fit(config: MFConfig, train: Interactions, num_users: int, num_movies: int,
 
 def fit_ials(config: MFConfig, train: Interactions, num_users: int, num_movies: int,
              init: Callable[[MatrixFactorization], None] | None = None,
-             bias_l2: float = BIAS_L2) -> tuple[MatrixFactorization, TrainResult]:
+             bias_l2: float = BIAS_L2, genre_matrix: np.ndarray | None = None) -> tuple[MatrixFactorization, TrainResult]:
     """The ranking objective: iALS factors for top-k plus the ridge bias model for ratings.
 
     With `init` (warm start), the sweeps start from the model's remapped rows instead of
     random ones. Loss history: the iALS objective after each sweep."""
     mu, bu, bm = fit_bias_baseline(train, num_users, num_movies, bias_l2)
-    model = build(config, num_users, num_movies, mu)
+    model = build(config, num_users, num_movies, mu, genre_matrix)
+    features_ = hybrid_features(config, genre_matrix, num_movies)
     start_users = start_movies = None
     if init is not None:
         init(model)
         start_users = model.user_embedding.embeddings.numpy()[:num_users]
         start_movies = model.movie_embedding.embeddings.numpy()[:num_movies]
+        if model.hybrid:    # the sweeps work on whole movie vectors (free part + genre part)
+            start_movies = start_movies + model.genre_part().numpy()
     result = ials.fit(train.user_idx, train.movie_idx, num_users, num_movies, dim=config.embedding_dim,
                       alpha0=config.ials_alpha0, reg=config.ials_reg, iterations=config.ials_iterations,
-                      seed=config.seed, init_user_factors=start_users, init_movie_factors=start_movies)
+                      seed=config.seed, init_user_factors=start_users, init_movie_factors=start_movies,
+                      movie_features=features_, feature_reg=config.ials_feature_reg)
     zero_row = np.zeros((1, config.embedding_dim), np.float32)   # OOV: no factors, no bias
+    movie_free = result.movie_factors
+    if model.hybrid:   # store h = v + f B as v (free part) and B (genre_embedding)
+        model.genre_embedding.kernel.assign(result.genre_factors)
+        movie_free = result.movie_factors - features_ @ result.genre_factors
     model.user_embedding.embeddings.assign(np.vstack([result.user_factors, zero_row]))
-    model.movie_embedding.embeddings.assign(np.vstack([result.movie_factors, zero_row]))
+    model.movie_embedding.embeddings.assign(np.vstack([movie_free, zero_row]))
     model.user_bias.embeddings.assign(bu[:, None].astype(np.float32))
     model.movie_bias.embeddings.assign(bm[:, None].astype(np.float32))
     n = len(train) * config.ials_iterations

@@ -8,7 +8,8 @@ from movierec.components.mf import export, train, warm_start
 from movierec.config import mf_config_from_dict
 
 
-def warm_start_init(base_model_dir: str | None, user_ids: list[str], movie_ids: list[str], report: dict):
+def warm_start_init(base_model_dir: str | None, user_ids: list[str], movie_ids: list[str], report: dict,
+                    genre_names: list[str] = ()):
     """The `init` for `train.fit` that seeds the model from the base model, or None.
 
     A base model that cannot seed this one (none yet, older export, other embedding size)
@@ -27,7 +28,7 @@ def warm_start_init(base_model_dir: str | None, user_ids: list[str], movie_ids: 
     def init(model) -> None:
         try:
             report.update(used=True, base_model=base_model_dir,
-                          **warm_start.apply(model, base, user_ids, movie_ids))
+                          **warm_start.apply(model, base, user_ids, movie_ids, genre_names))
         except warm_start.WarmStartError as e:
             report.update(used=False, reason=str(e))
             logging.warning("MF warm start skipped: %s", e)
@@ -50,9 +51,11 @@ def run_fn(fn_args) -> None:
     scale = (float(data.train.rating.min()), float(data.train.rating.max()))
 
     warm_report: dict = {"used": False, "reason": "off"}
-    init = (warm_start_init(fn_args.base_model, data.user_ids, data.catalog.movie_ids, warm_report)
+    init = (warm_start_init(fn_args.base_model, data.user_ids, data.catalog.movie_ids, warm_report,
+                            data.catalog.genre_names)
             if custom.get("warm_start") else None)
-    model, result = train.fit(config, data.train, *sizes, data.eval, scale, init=init)
+    model, result = train.fit(config, data.train, *sizes, data.eval, scale, init=init,
+                              genre_matrix=data.catalog.genre_matrix)
     errors = train.rating_errors(model, data.eval, sizes, scale)
     metrics = {
         "model": "mf",

@@ -9,6 +9,8 @@ some leave the window. Rows are matched by ID, not by index:
   * the OOV row (last row, index = vocabulary size) is fresh.
 
 Shapes: old matrix [len(old_ids) + 1, d] -> new matrix [len(new_ids) + 1, d].
+Hybrid models also carry the genre embedding [G, d], matched by genre name; a genre new to
+the vocabulary starts at zero. A base model without one (not a hybrid) leaves it fresh.
 Optimizer state is not carried over (Adam starts afresh on the warm weights).
 """
 from __future__ import annotations
@@ -37,6 +39,8 @@ class MFWeights:
     movie_embedding: np.ndarray  # float32 [N + 1, d]
     user_bias: np.ndarray        # float32 [U + 1, 1]
     movie_bias: np.ndarray       # float32 [N + 1, 1]
+    genre_names: list[str] = ()
+    genre_embedding: np.ndarray | None = None   # float32 [G, d], hybrid models only
 
     def __post_init__(self) -> None:
         for name, ids in (("user", self.user_ids), ("movie", self.movie_ids)):
@@ -82,13 +86,18 @@ def load_weights(saved_model_dir: str) -> MFWeights:
     def ids(var) -> list[str]:
         return [v.decode("utf-8") for v in var.numpy()]
 
+    hybrid = "genre_embedding" in factors and hasattr(loaded, "genre_names")
     return MFWeights(user_ids=ids(loaded.user_ids), movie_ids=ids(loaded.movie_ids),
+                     genre_names=ids(loaded.genre_names) if hybrid else (),
+                     genre_embedding=factors["genre_embedding"].numpy() if hybrid else None,
                      **{name: factors[name].numpy() for name in FACTOR_NAMES})
 
 
 def apply(model: MatrixFactorization, base: MFWeights, user_ids: list[str],
-          movie_ids: list[str]) -> dict:
-    """Overwrites the (built) model's rows of known IDs with the base model's; returns counts."""
+          movie_ids: list[str], genre_names: list[str] = ()) -> dict:
+    """Overwrites the (built) model's rows of known IDs with the base model's; returns counts.
+
+    genre_names: the new model's genre vocabulary (hybrid models)."""
     if len(user_ids) != model.num_users or len(movie_ids) != model.num_movies:
         raise WarmStartError(f"vocabularies of {len(user_ids)} users / {len(movie_ids)} movies do not "
                              f"match the model's {model.num_users} / {model.num_movies}")
@@ -101,6 +110,17 @@ def apply(model: MatrixFactorization, base: MFWeights, user_ids: list[str],
         old_ids, new_ids = (base.user_ids, user_ids) if side == "user" else (base.movie_ids, movie_ids)
         new_rows[name], kept[side] = remap_rows(old_ids, getattr(base, name), new_ids,
                                                 layers[name].embeddings.numpy())
+    genres_kept = 0
+    if model.hybrid and base.genre_embedding is not None:
+        kernel = model.genre_embedding.kernel
+        if len(genre_names) != kernel.shape[0]:
+            raise WarmStartError(f"{len(genre_names)} genre names for a genre embedding of "
+                                 f"{kernel.shape[0]} rows")
+        def with_oov(m):   # remap_rows expects an OOV row last
+            return np.vstack([m, np.zeros((1, m.shape[1]), m.dtype)])
+        genre_rows, genres_kept = remap_rows(list(base.genre_names), with_oov(base.genre_embedding),
+                                             list(genre_names), with_oov(kernel.numpy()))
+        model.genre_embedding.kernel.assign(genre_rows[:-1])
     for name, rows in new_rows.items():
         layers[name].embeddings.assign(rows)
     summary = {
@@ -109,5 +129,7 @@ def apply(model: MatrixFactorization, base: MFWeights, user_ids: list[str],
         "movies_kept": kept["movie"], "movies_new": len(movie_ids) - kept["movie"],
         "movies_dropped": len(base.movie_ids) - kept["movie"],
     }
+    if model.hybrid:
+        summary["genres_kept"] = genres_kept
     logging.info("MF warm start: %s", summary)
     return summary
