@@ -1,5 +1,12 @@
 """One loaded model version: its SignatureDefs and a checked `predict`.
 
+Like TF Serving, a version is loaded as a TF1-style session bundle: the `serve` MetaGraph in
+its own `tf.Graph` and `Session` (variables restored, table initialisers run), and a
+request runs the SignatureDef's tensors by name through a cached `Session.make_callable`
+per (signature, inputs fed, outputs fetched). Compared with calling the TF2 signature
+function this skips the eager call machinery and returns numpy arrays directly, and the
+whole graph run happens outside Python's GIL.
+
 `Servable.predict(signature_name, inputs, output_filter)` follows TF Serving's Predict:
 an empty signature name means `serving_default`; an unknown signature is
 FAILED_PRECONDITION; an unknown input alias, a missing input without a SignatureDef default,
@@ -9,6 +16,7 @@ the graph keep their TensorFlow status code.
 from __future__ import annotations
 
 import os
+import threading
 
 import numpy as np
 import tensorflow as tf
@@ -82,17 +90,33 @@ class Servable:
     def __init__(self, name: str, version: int, path: str):
         self.name, self.version, self.path = name, version, path
         self.signature_defs = read_signature_defs(path)
-        self._model = tf.saved_model.load(path, tags=["serve"])
-        self._functions = {k: self._model.signatures[k] for k in self.signature_defs
-                           if k in self._model.signatures}
+        self._graph = tf.Graph()
+        self._session = tf.compat.v1.Session(graph=self._graph)
+        with self._graph.as_default():
+            tf.compat.v1.saved_model.loader.load(self._session, ["serve"], path)
+        self._callables: dict[tuple, object] = {}
+        self._callables_lock = threading.Lock()
         self._defaults = {
             sig: {alias: tf.make_ndarray(proto) for alias, proto in sd.defaults.items()}
             for sig, sd in self.signature_defs.items()}
 
+    def _callable(self, name: str, feed_aliases: tuple, fetch_aliases: tuple):
+        key = (name, feed_aliases, fetch_aliases)
+        fn = self._callables.get(key)
+        if fn is None:
+            sd = self.signature_defs[name]
+            with self._callables_lock:
+                fn = self._callables.get(key)
+                if fn is None:
+                    fn = self._session.make_callable([sd.outputs[a].name for a in fetch_aliases],
+                                                     feed_list=[sd.inputs[a].name for a in feed_aliases])
+                    self._callables[key] = fn
+        return fn
+
     def resolve_signature(self, signature_name: str) -> tuple[str, meta_graph_pb2.SignatureDef]:
         name = signature_name or DEFAULT_SIGNATURE
         sd = self.signature_defs.get(name)
-        if sd is None or name not in self._functions:
+        if sd is None:
             raise failed_precondition(f'Serving signature key "{name}" not found.')
         return name, sd
 
@@ -123,19 +147,20 @@ class Servable:
                     f"{{{','.join(sorted(inputs))}}}, or default input alias set: "
                     f"{','.join(sorted(self._defaults[name]))}")
             _check_shape(alias, value, info)
-            feeds[alias] = tf.constant(value, dtype=tf.dtypes.as_dtype(info.dtype))
+            feeds[alias] = value
         wanted = list(output_filter) or list(sd.outputs)
         missing = [a for a in wanted if a not in sd.outputs]
         if missing:
             raise invalid_argument(f"output tensor alias not found in signature: {missing[0]} "
                                    f"Outputs expected to be in the set {{{','.join(sorted(sd.outputs))}}}.")
+        feed_aliases = tuple(sorted(feeds))
         try:
-            result = self._functions[name](**feeds)
+            result = self._callable(name, feed_aliases, tuple(wanted))(*[feeds[a] for a in feed_aliases])
         except tf.errors.OpError as e:
             raise from_tf_error(e) from None
         except (TypeError, ValueError) as e:
             raise invalid_argument(str(e)) from None
-        return {alias: result[alias].numpy() for alias in wanted}
+        return dict(zip(wanted, result))
 
     def __repr__(self) -> str:
         return f"Servable({self.name!r}, {self.version}, {self.path!r})"
