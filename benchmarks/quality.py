@@ -25,8 +25,9 @@ seed 43), sweeps the iALS grid on it and prints the table; the test split is nev
 --tune-hybrid does the same for the hybrid's genre L2 (`ials_feature_reg`) at the default
 iALS point, next to plain iALS.
 
-Models: mf-mse (the article), mf-mse-hybrid, mf-ials (the ranking objective), mf-ials-hybrid
-(genre part in the movie vectors, `MFConfig.hybrid`), content (seed 000), popularity.
+Models: mf-mse (the article), mf-bayes (Bayesian MF, the rating model), mf-ials (the ranking
+objective), each also as -hybrid (genres inside the MF, `MFConfig.hybrid`), content (seed
+000), popularity.
 """
 from __future__ import annotations
 
@@ -191,12 +192,14 @@ def score(model_dir: str | None, split: Split, ranking: bool) -> dict:
     return ev.model_rating_errors(loaded, data) or {}
 
 
-MODELS = ("mf-mse", "mf-mse-hybrid", "mf-ials", "mf-ials-hybrid", "content", "popularity")
+MODELS = ("mf-mse", "mf-mse-hybrid", "mf-bayes", "mf-bayes-hybrid", "mf-ials", "mf-ials-hybrid", "content",
+          "popularity")
 
 
 def model_configs():
     from movierec.config import MFConfig
     return {"mf-mse": MFConfig(objective="mse"), "mf-mse-hybrid": MFConfig(objective="mse", hybrid=True),
+            "mf-bayes": MFConfig(objective="bayes"), "mf-bayes-hybrid": MFConfig(objective="bayes", hybrid=True),
             "mf-ials": MFConfig(objective="ials"), "mf-ials-hybrid": MFConfig(objective="ials", hybrid=True)}
 
 

@@ -24,7 +24,7 @@ import shlex
 import sys
 import time
 
-from movierec.config import EvaluationConfig, Gate, MFConfig, PipelineConfig, default_gates
+from movierec.config import MF_OBJECTIVES, EvaluationConfig, Gate, MFConfig, PipelineConfig, default_gates
 
 EXIT_DATA_ERROR = 2
 EXIT_PIPELINE_ERROR = 3
@@ -80,16 +80,25 @@ def _add_run_args(p: argparse.ArgumentParser, retrain: bool = False) -> None:
     p.add_argument("--gate", action="append", default=[], metavar="MODEL=METRIC:BASELINE",
                    help="blessing rule, e.g. mf=rmse:bias_baseline, content=ndcg@10:popularity "
                         "(defaults), content=ndcg@10:none to drop the baseline rule")
-    p.add_argument("--mf-objective", choices=["mse", "ials"], default=d.objective,
+    p.add_argument("--mf-objective", choices=list(MF_OBJECTIVES), default=d.objective,
                    help="mse: the article's rating model (default); ials: a ranking model for "
-                        "top-k (implicit ALS factors + a bias rating head; gate ndcg@10 vs popularity)")
-    p.add_argument("--embedding-dim", type=int, default=None, help="default: 32 (mse), 128 (ials)")
+                        "top-k (implicit ALS factors + a bias rating head; gate ndcg@10 vs popularity); "
+                        "bayes: the most accurate rating model (Bayesian MF by Gibbs sampling)")
+    p.add_argument("--embedding-dim", type=int, default=None, help="default: 32 (mse), 128 (ials), 10 (bayes)")
     p.add_argument("--ials-alpha0", type=float, default=d.ials_alpha0,
                    help="ials: weight of every unobserved (user, movie) pair (default: %(default)s)")
     p.add_argument("--ials-reg", type=float, default=d.ials_reg,
                    help="ials: frequency-scaled L2 (default: %(default)s)")
     p.add_argument("--ials-iterations", type=int, default=d.ials_iterations,
                    help="ials: alternating sweeps (default: %(default)s)")
+    p.add_argument("--bayes-samples", type=int, default=d.bayes_samples,
+                   help="bayes: posterior samples averaged (default: %(default)s)")
+    p.add_argument("--bayes-burn-in", type=int, default=d.bayes_burn_in,
+                   help="bayes: sweeps discarded first (default: %(default)s)")
+    p.add_argument("--bayes-thin", type=int, default=d.bayes_thin,
+                   help="bayes: keep every N-th sweep (default: %(default)s)")
+    p.add_argument("--bayes-implicit", choices=["none", "user", "both"], default=d.bayes_implicit,
+                   help="bayes: SVD++-style implicit features (default: %(default)s)")
     p.add_argument("--mf-hybrid", action="store_true",
                    help="hybrid MF: each movie vector is its own embedding plus a learned genre part")
     p.add_argument("--ials-feature-reg", type=float, default=d.ials_feature_reg,
@@ -269,7 +278,9 @@ def parse_gates(specs: list[str], mf_objective: str = "mse") -> tuple:
 def _config_from_args(args, data_dir: str) -> PipelineConfig:
     mf = MFConfig(objective=args.mf_objective, embedding_dim=args.embedding_dim,
                   ials_alpha0=args.ials_alpha0, ials_reg=args.ials_reg, ials_iterations=args.ials_iterations,
-                  hybrid=args.mf_hybrid, ials_feature_reg=args.ials_feature_reg, epochs=args.epochs, batch_size=args.batch_size,
+                  hybrid=args.mf_hybrid, ials_feature_reg=args.ials_feature_reg,
+                  bayes_samples=args.bayes_samples, bayes_burn_in=args.bayes_burn_in, bayes_thin=args.bayes_thin,
+                  bayes_implicit=args.bayes_implicit, epochs=args.epochs, batch_size=args.batch_size,
                   learning_rate=args.learning_rate, l2=args.l2, seed=args.seed)
     evaluation = EvaluationConfig(ks=tuple(args.eval_k or EvaluationConfig().ks), rating_threshold=args.rating_threshold,
                                   max_regression=args.max_regression, gates=parse_gates(args.gate, args.mf_objective))

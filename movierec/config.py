@@ -20,6 +20,7 @@ def _check(condition: bool, name: str, value: Any, expectation: str) -> None:
 
 LOCAL_BEAM_ARGS = ("--runner=FnApiRunner", "--direct_running_mode=in_memory", "--direct_num_workers=1",
                    "--requirements_file=/dev/null")
+MF_OBJECTIVES = ("mse", "ials", "bayes")
 IALS_ALPHA0 = 0.1
 IALS_REG = 0.03
 IALS_FEATURE_REG = 100.0   # benchmarks/quality.py --tune-hybrid
@@ -39,8 +40,17 @@ class MFConfig:
     alternating sweeps. Defaults from `benchmarks/quality.py --tune` (validation split
     carved from train). embedding_dim None: 32 for mse, 128 for ials.
 
-    hybrid (either objective): each movie vector is its own embedding plus a learned
-    genre part (`components/mf/model.py`); for ials `ials_feature_reg` is the genre part's L2.
+    objective "bayes" (the best rating model, `components/mf/bayes.py`): Bayesian biased MF
+    by Gibbs sampling with SVD++-style implicit features (`bayes_implicit`); `bayes_burn_in`
+    sweeps are discarded, then every `bayes_thin`-th of the next sweeps is kept until
+    `bayes_samples` are. The served model is the average of the kept samples, re-factored
+    into `bayes_export_rank` columns at most (`low_rank.refactor`, exact when the average's
+    rank is lower). Defaults from a validation split carved from train (see the README).
+    embedding_dim None: 10 for bayes (the sampler's d).
+
+    hybrid: each movie vector is its own embedding plus a learned genre part
+    (`components/mf/model.py`); for ials `ials_feature_reg` is the genre part's L2; for bayes
+    the genres set each movie's prior mean.
     """
 
     embedding_dim: int | None = None
@@ -50,6 +60,11 @@ class MFConfig:
     ials_iterations: int = 10
     ials_feature_reg: float = IALS_FEATURE_REG
     hybrid: bool = False
+    bayes_samples: int = 100
+    bayes_burn_in: int = 50
+    bayes_thin: int = 4
+    bayes_implicit: str = "both"
+    bayes_export_rank: int = 128
     epochs: int = 25
     batch_size: int = 4096
     learning_rate: float = 0.01
@@ -57,9 +72,15 @@ class MFConfig:
     seed: int = 42
 
     def __post_init__(self) -> None:
-        _check(self.objective in ("mse", "ials"), "mf.objective", self.objective, "'mse' or 'ials'")
+        _check(self.objective in MF_OBJECTIVES, "mf.objective", self.objective, " or ".join(map(repr, MF_OBJECTIVES)))
         if self.embedding_dim is None:
-            object.__setattr__(self, "embedding_dim", 128 if self.objective == "ials" else 32)
+            object.__setattr__(self, "embedding_dim", {"ials": 128, "bayes": 10}.get(self.objective, 32))
+        _check(1 <= self.bayes_samples <= 10_000, "mf.bayes_samples", self.bayes_samples, "1..10000")
+        _check(0 <= self.bayes_burn_in <= 100_000, "mf.bayes_burn_in", self.bayes_burn_in, "0..100000")
+        _check(1 <= self.bayes_thin <= 1000, "mf.bayes_thin", self.bayes_thin, "1..1000")
+        _check(self.bayes_implicit in ("none", "user", "both"), "mf.bayes_implicit", self.bayes_implicit,
+               "'none', 'user' or 'both'")
+        _check(1 <= self.bayes_export_rank <= 1 << 16, "mf.bayes_export_rank", self.bayes_export_rank, "1..65536")
         _check(0 < self.ials_alpha0 < 1000, "mf.ials_alpha0", self.ials_alpha0, "in (0, 1000)")
         _check(0 < self.ials_reg < 1000, "mf.ials_reg", self.ials_reg, "in (0, 1000)")
         _check(0 < self.ials_feature_reg < 1e6, "mf.ials_feature_reg", self.ials_feature_reg, "in (0, 1e6)")

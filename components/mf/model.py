@@ -14,6 +14,8 @@ Objectives (`MFConfig.objective`), same variables and signatures:
   ials  a ranking model (`ials.py`): p, q are implicit-feedback factors and top-k ranks by
         <p_u, q_m> alone; mu, b_u, b_m are a separate rating head (the ridge bias model),
         so `predict_rating` returns mu + b_u + b_m.
+  bayes the posterior mean of Bayesian MF (`bayes.py`), same formula as mse: the averaged
+        samples re-factored into one p, q (wide), with averaged biases.
 Two non-trainable weights in the graph select this: `rank_with_biases` (1 / 0) and
 `rate_with_factors` (1 / 0).
 
@@ -36,7 +38,7 @@ import tf_keras as keras
 from movierec.components import features
 
 BIAS_L2_WEIGHT = 0.1
-OBJECTIVES = ("mse", "ials")
+OBJECTIVES = ("mse", "ials", "bayes")
 
 
 def genre_features(genre_matrix: np.ndarray) -> np.ndarray:

@@ -12,7 +12,8 @@ import tensorflow as tf
 from movierec.components import features
 from movierec.components.mf.adam import Adam
 from movierec.components.mf.data import RatingTensors
-from movierec.components.mf import ials
+from movierec.components.mf import bayes, ials
+from movierec.components.mf.low_rank import refactor
 from movierec.components.mf.biases import BIAS_L2, fit_bias_baseline
 from movierec.components.mf.model import MatrixFactorization, genre_features
 from movierec.components.training_data import Interactions
@@ -109,6 +110,8 @@ def fit(config: MFConfig, train: Interactions, num_users: int, num_movies: int,
     genre_matrix: multi-hot [num_movies, G] (the catalog's), needed when `config.hybrid`."""
     if config.objective == "ials":
         return fit_ials(config, train, num_users, num_movies, init, genre_matrix=genre_matrix)
+    if config.objective == "bayes":
+        return fit_bayes(config, train, num_users, num_movies, genre_matrix=genre_matrix)
     tf.keras.utils.set_random_seed(config.seed)
     global_mean = float(np.mean(train.rating))
     model = build(config, num_users, num_movies, global_mean, genre_matrix)
@@ -179,3 +182,51 @@ def fit_ials(config: MFConfig, train: Interactions, num_users: int, num_movies: 
     return model, TrainResult(epochs=config.ials_iterations, train_examples=len(train), fit_seconds=seconds,
                               examples_per_second=speed, steady_examples_per_second=speed,
                               loss_history=result.loss_history, eval_rmse_history=[])
+
+
+def fit_bayes(config: MFConfig, train: Interactions, num_users: int, num_movies: int,
+              genre_matrix: np.ndarray | None = None) -> tuple[MatrixFactorization, TrainResult]:
+    """The best rating model: Bayesian MF by Gibbs sampling (`bayes.py`), served as one MF.
+
+    The average over the kept samples is exactly an MF of width samples x d (`concatenated`);
+    `low_rank.refactor` narrows it to its rank, at most `bayes_export_rank` columns (the
+    best approximation of that rank when the cap is lower). Biases are the sample means, so
+    the exported model predicts mu + b_u + b_m + <p_u, q_m> like the mse one and ranks by it.
+    Ratings of OOV users/movies (index = vocabulary size) are left out of the fit.
+    Loss history: the training RMSE of each sweep's sample. No warm start: a chain starts
+    from its prior."""
+    if config.hybrid and genre_matrix is None:
+        raise ValueError("config.hybrid is set but no genre matrix was given")
+    keep = (train.user_idx < num_users) & (train.movie_idx < num_movies)
+    sweeps = config.bayes_burn_in + config.bayes_samples * config.bayes_thin
+
+    def progress(sweep, total, stats):
+        if sweep % 50 == 0 or sweep == total:
+            logging.info("Bayesian MF sweep %d/%d: train RMSE %.4f", sweep, total, stats["train_rmse"])
+
+    result = bayes.fit(train.user_idx[keep], train.movie_idx[keep], train.rating[keep], num_users, num_movies,
+                       dim=config.embedding_dim, samples=config.bayes_samples, burn_in=config.bayes_burn_in,
+                       thin=config.bayes_thin, seed=config.seed, implicit=config.bayes_implicit,
+                       movie_genres=genre_matrix if config.hybrid else None, progress=progress)
+    users, movies, user_bias, movie_bias = result.concatenated()
+    users, movies = refactor(users, movies, rank=config.bayes_export_rank)
+    width = users.shape[1]
+    model = MatrixFactorization(num_users, num_movies, width, 0.0, result.global_mean, seed=config.seed,
+                                objective="bayes")
+    zero = tf.zeros([1], tf.int64)
+    model({features.USER_IDX: zero, features.MOVIE_IDX: zero})
+
+    def with_oov(rows):   # the OOV row: no factors, no bias
+        return np.vstack([rows, np.zeros((1, rows.shape[1]))]).astype(np.float32)
+
+    model.user_embedding.embeddings.assign(with_oov(users))
+    model.movie_embedding.embeddings.assign(with_oov(movies))
+    model.user_bias.embeddings.assign(with_oov(user_bias[:, None]))
+    model.movie_bias.embeddings.assign(with_oov(movie_bias[:, None]))
+    n = int(keep.sum()) * sweeps
+    speed = n / result.fit_seconds if result.fit_seconds > 0 else float("inf")
+    logging.info("Bayesian MF: %d sweeps over %d ratings in %.1f s; %d samples of d=%d served as %d columns",
+                 sweeps, int(keep.sum()), result.fit_seconds, config.bayes_samples, config.embedding_dim, width)
+    return model, TrainResult(epochs=sweeps, train_examples=len(train), fit_seconds=result.fit_seconds,
+                              examples_per_second=speed, steady_examples_per_second=speed,
+                              loss_history=[float(x) for x in result.train_rmse], eval_rmse_history=[])

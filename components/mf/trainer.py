@@ -51,9 +51,12 @@ def run_fn(fn_args) -> None:
     scale = (float(data.train.rating.min()), float(data.train.rating.max()))
 
     warm_report: dict = {"used": False, "reason": "off"}
-    init = (warm_start_init(fn_args.base_model, data.user_ids, data.catalog.movie_ids, warm_report,
-                            data.catalog.genre_names)
-            if custom.get("warm_start") else None)
+    init = None
+    if custom.get("warm_start") and config.objective == "bayes":
+        warm_report["reason"] = "objective bayes: each chain starts from its prior"
+    elif custom.get("warm_start"):
+        init = warm_start_init(fn_args.base_model, data.user_ids, data.catalog.movie_ids, warm_report,
+                               data.catalog.genre_names)
     model, result = train.fit(config, data.train, *sizes, data.eval, scale, init=init,
                               genre_matrix=data.catalog.genre_matrix)
     errors = train.rating_errors(model, data.eval, sizes, scale)
