@@ -10,14 +10,14 @@ WORKDIR /opt/movierec
 
 COPY requirements.lock ./
 RUN python -m pip install --no-cache-dir uv==0.13.9 \
- && python -m uv pip install --system --no-cache -r requirements.lock
+ && python -m uv pip install --system --no-cache --compile-bytecode -r requirements.lock
 
 COPY setup.py ./
 COPY movierec/ movierec/
 COPY components/ components/
 COPY pipeline/ pipeline/
 COPY serving/ serving/
-RUN python -m uv pip install --system --no-cache --no-deps . \
+RUN python -m uv pip install --system --no-cache --compile-bytecode --no-deps . \
  && movierec --help > /dev/null
 
 ENTRYPOINT ["movierec"]

@@ -134,3 +134,13 @@ def test_data_faults_are_named_by_file_line_and_problem(tmp_path, ratings, movie
     d = mllatest(tmp_path, ratings, movies)
     with pytest.raises(readers.DataError, match=message):
         list(readers.read_ratings(d))
+
+
+def test_example_gen_skips_the_reshuffle_only_in_process():
+    from movierec.components.movielens_example_gen.executor import runs_in_process
+    assert runs_in_process(["--runner=FnApiRunner", "--direct_running_mode=in_memory", "--direct_num_workers=1",
+                            "--requirements_file=/dev/null"])
+    assert runs_in_process([])   # Beam's default: DirectRunner, one in-memory worker
+    assert not runs_in_process(["--direct_running_mode=multi_processing", "--direct_num_workers=2"])
+    assert not runs_in_process(["--runner=DataflowRunner", "--project=p"])
+    assert not runs_in_process(["--direct_num_workers=0"])   # 0: as many workers as cores
