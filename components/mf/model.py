@@ -69,6 +69,8 @@ class MatrixFactorization(keras.Model):
         self.movie_embedding = keras.layers.Embedding(num_movies + 1, embedding_dim, embeddings_initializer=init2, name="movie_embedding")
         self.user_bias = keras.layers.Embedding(num_users + 1, 1, embeddings_initializer="zeros", name="user_bias")
         self.movie_bias = keras.layers.Embedding(num_movies + 1, 1, embeddings_initializer="zeros", name="movie_bias")
+        for layer in (self.user_embedding, self.movie_embedding, self.user_bias, self.movie_bias):
+            layer.build(None)   # variables exist from the start (the lookups below use them directly)
         self.global_mean = tf.Variable(float(global_mean), trainable=False, name="global_mean")
         if objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
@@ -86,6 +88,7 @@ class MatrixFactorization(keras.Model):
             self.movie_features = tf.Variable(f, trainable=False, name="movie_features")
             self.genre_embedding = keras.layers.Dense(embedding_dim, use_bias=False, kernel_initializer="zeros",
                                                       name="genre_embedding")
+            self.genre_embedding.build((None, f.shape[1]))
 
     @property
     def hybrid(self) -> bool:
@@ -98,16 +101,18 @@ class MatrixFactorization(keras.Model):
             return None
         f = (self.movie_features[: self.num_movies] if movie_idx is None
              else tf.gather(self.movie_features, movie_idx))
-        return self.genre_embedding(f)
+        return tf.matmul(f, self.genre_embedding.kernel)
 
     def _parts(self, user_idx: tf.Tensor, movie_idx: tf.Tensor):
         """-> p [B, dim], q [B, dim] (hybrid: v + genre part), b_u [B], b_m [B], v [B, dim]."""
-        p = self.user_embedding(user_idx)              # [B, dim]
-        v = self.movie_embedding(movie_idx)            # [B, dim]
+        # plain gathers, not the layers' __call__: the same lookup, without Keras' per-call
+        # machinery (it made tracing the training epoch several times slower)
+        p = tf.gather(self.user_embedding.embeddings, user_idx)      # [B, dim]
+        v = tf.gather(self.movie_embedding.embeddings, movie_idx)    # [B, dim]
         genre = self.genre_part(movie_idx)
         q = v if genre is None else v + genre
-        bu = tf.squeeze(self.user_bias(user_idx), -1)  # [B]
-        bm = tf.squeeze(self.movie_bias(movie_idx), -1)
+        bu = tf.gather(self.user_bias.embeddings[:, 0], user_idx)    # [B]
+        bm = tf.gather(self.movie_bias.embeddings[:, 0], movie_idx)
         return p, q, bu, bm, v
 
     @tf.autograph.experimental.do_not_convert  # plain TF code: skip AutoGraph's slow rewrite
@@ -139,8 +144,8 @@ class MatrixFactorization(keras.Model):
     def score_all_movies(self, user_idx: tf.Tensor) -> tf.Tensor:
         """Ranking scores of every known movie: user_idx int64 [B] -> float32 [B, N]
         (mse: predicted ratings; ials: <p_u, q_m>)."""
-        p = self.user_embedding(user_idx)                                # [B, dim]
-        bu = tf.squeeze(self.user_bias(user_idx), -1)                    # [B]
+        p = tf.gather(self.user_embedding.embeddings, user_idx)          # [B, dim]
+        bu = tf.gather(self.user_bias.embeddings[:, 0], user_idx)        # [B]
         q = self.movie_embedding.embeddings[: self.num_movies]           # [N, dim]
         if self.hybrid:
             q = q + self.genre_part()
