@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/quality.py --data-dir ../shared/data/ml-100k
     .venv/bin/python benchmarks/quality.py --data-dir ../shared/data/ml-100k --tune   # the iALS sweep
     .venv/bin/python benchmarks/quality.py --data-dir ../shared/data/ml-100k --tune-hybrid
+    .venv/bin/python benchmarks/quality.py --data-dir ../shared/data/ml-100k --tune-bayes
 
 Protocols
   rating (random)  ratings shuffled with seed 42, 80% train / 20% test; RMSE and MAE
@@ -23,7 +24,8 @@ baseline (train counts, train movies removed).
 --tune carves a validation split out of the ranking protocol's train part (per user, 75/25,
 seed 43), sweeps the iALS grid on it and prints the table; the test split is never used.
 --tune-hybrid does the same for the hybrid's genre L2 (`ials_feature_reg`) at the default
-iALS point, next to plain iALS.
+iALS point, next to plain iALS. --tune-bayes sweeps the Bayesian rating model (d, implicit
+features, genres) on 10% of the 80/20 protocol's train part (seed 7), by RMSE.
 
 Models: mf-mse (the article), mf-bayes (Bayesian MF, the rating model), mf-ials (the ranking
 objective), each also as -hybrid (genres inside the MF, `MFConfig.hybrid`), content (seed
@@ -265,10 +267,27 @@ def tune_one(split: Split, dim: int, alpha0: float, reg: float, feature_reg: flo
     return {"dim": dim, "alpha0": alpha0, "reg": reg, "feature_reg": feature_reg, "fit_seconds": result.fit_seconds, **metrics}
 
 
+def tune_bayes_one(split: Split, dim: int, implicit: str, genres: bool) -> dict:
+    """One point of the Bayesian model's sweep: validation RMSE of `train.fit` (the model the
+    Trainer exports, re-factored), predictions clipped to the train rating range."""
+    from movierec.components.mf import train
+    from movierec.config import MFConfig
+
+    config = MFConfig(objective="bayes", embedding_dim=dim, bayes_implicit=implicit, hybrid=genres)
+    scale = (float(split.train.rating.min()), float(split.train.rating.max()))
+    model, result = train.fit(config, split.train, *split.sizes, genre_matrix=split.catalog.genre_matrix)
+    errors = train.rating_errors(model, split.test, split.sizes, scale)
+    print(f"  d {dim} implicit {implicit} genres {genres}: validation RMSE {errors['rmse']:.4f} "
+          f"({result.fit_seconds:.1f} s)", file=sys.stderr, flush=True)
+    return {"dim": dim, "implicit": implicit, "genres": genres, "fit_seconds": result.fit_seconds, **errors}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data-dir", default=os.environ.get("MOVIEREC_DATA_DIR", "../shared/data/ml-100k"))
     p.add_argument("--tune", action="store_true", help="sweep iALS on a validation split instead")
+    p.add_argument("--tune-bayes", action="store_true",
+                   help="sweep the Bayesian rating model on a validation split of the 80/20 train part")
     p.add_argument("--tune-hybrid", action="store_true",
                    help="sweep the hybrid's genre L2 at the default iALS point, on the validation split")
     p.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {MODELS}")
@@ -279,6 +298,17 @@ def main(argv=None) -> int:
     if unknown:
         p.error(f"unknown models {sorted(unknown)}; known: {MODELS}")
     with tempfile.TemporaryDirectory() as tmp:
+        if args.tune_bayes:
+            train, _ = random_split(ratings, 0.8, SEED)
+            fit_part, valid = random_split(train, 0.9, 7)
+            split = make_split(fit_part, valid, movies, os.path.join(tmp, "tune", "vocab"))
+            rows = [tune_bayes_one(split, *point) for point in itertools.product(*BAYES_TUNE_GRID.values())]
+            rows.sort(key=lambda r: r["rmse"])
+            print("| d | implicit | genres | validation RMSE | MAE | fit s |\n|---:|---|---|---:|---:|---:|")
+            for r in rows:
+                print(f"| {r['dim']} | {r['implicit']} | {r['genres']} | {r['rmse']:.4f} | {r['mae']:.4f} | "
+                      f"{r['fit_seconds']:.1f} |")
+            return 0
         if args.tune or args.tune_hybrid:
             train, _ = per_user_split(ratings, 0.75, SEED)
             fit_part, valid = per_user_split(train, 0.75, SEED + 1)
@@ -315,6 +345,7 @@ def main(argv=None) -> int:
 
 TUNE_GRID = {"dim": (64, 128), "alpha0": (0.1, 0.2, 0.3, 0.5), "reg": (0.01, 0.02, 0.03, 0.05)}
 HYBRID_TUNE_GRID = (None, 0.1, 1.0, 10.0, 100.0)   # None: the plain iALS reference
+BAYES_TUNE_GRID = {"dim": (8, 10, 16), "implicit": ("none", "user", "both"), "genres": (False, True)}
 
 if __name__ == "__main__":
     sys.exit(main())
