@@ -115,7 +115,12 @@ def render(config: PipelineConfig, timings: list[ComponentTiming], total_seconds
         if "eval_rmse" in meta:
             lines.append(f"  eval RMSE {meta['eval_rmse']:.4f}, MAE {meta['eval_mae']:.4f} on "
                          f"{meta['eval_examples']} held-out ratings")
-        if "epochs" in meta:
+        objective = ((meta.get("config") or {}).get("mf") or {}).get("objective", "mse")
+        if "epochs" in meta and objective != "mse":   # ials / bayes: sweeps over the ratings
+            kind = {"ials": "ALS sweeps", "bayes": "Gibbs sweeps"}.get(objective, "sweeps")
+            lines.append(f"  trained ({objective}) on {meta['train_examples']} ratings x {meta['epochs']} {kind} "
+                         f"in {meta['fit_seconds']:.1f} s")
+        elif "epochs" in meta:
             lines.append(f"  trained on {meta['train_examples']} ratings x {meta['epochs']} epochs in "
                          f"{meta['fit_seconds']:.1f} s = {meta['examples_per_second']:,.0f} examples/s "
                          f"({meta.get('steady_examples_per_second', 0):,.0f}/s after the first epoch)")
