@@ -30,3 +30,21 @@ def test_mf_config_round_trip_and_validation():
         mf_config_from_dict({"dims": 3})
     with pytest.raises(Exception):
         c.epochs = 3  # frozen
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    ({"objective": "bpmf"}, "mf.objective"),
+    ({"objective": "bayes", "bayes_implicit": "items"}, "mf.bayes_implicit"),
+    ({"objective": "bayes", "bayes_samples": 0}, "mf.bayes_samples"),
+    ({"objective": "bayes", "bayes_thin": 0}, "mf.bayes_thin"),
+    ({"bayes_export_rank": 0}, "mf.bayes_export_rank"),
+    ({"hybrid": "yes"}, "mf.hybrid"),
+    ({"ials_feature_reg": 0}, "mf.ials_feature_reg"),
+])
+def test_mf_objective_settings_name_the_field(kwargs, name):
+    with pytest.raises(ValueError, match=f"config: {name}="):
+        MFConfig(**kwargs)
+
+
+def test_bayes_defaults():
+    assert MFConfig(objective="bayes").embedding_dim == 10
