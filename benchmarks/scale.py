@@ -457,22 +457,6 @@ def run_pipeline(size: Size, data_dir: str, out: str, extra: list[str], timeout:
 SIGNATURE_CALL = "TF2 signature function"
 
 
-def in_process_times(model_dir: str, users: list[str], n: int) -> dict[str, list[float]]:
-    """benchmarks/serving.py's in-process baselines: {name: per-call seconds}. (Older versions
-    of it return the signature call's list only.)"""
-    times = serving_bench.in_process(model_dir, users, n=n)
-    return times if isinstance(times, dict) else {SIGNATURE_CALL: times}
-
-
-def load(protocol: str, port: int, users: list[str], concurrency: int, seconds: float):
-    """benchmarks/serving.py's closed-loop load: (samples, errors, elapsed). Works with both
-    its thread-worker form, run_load(worker, ...), and its asyncio form, run_load(protocol, ...)."""
-    if hasattr(serving_bench, "grpc_worker"):
-        worker = serving_bench.grpc_worker if protocol == "gRPC" else serving_bench.rest_worker
-        return serving_bench.run_load(worker, port, "mf", users, concurrency, seconds)
-    return serving_bench.run_load(protocol, port, "mf", users, concurrency, seconds)
-
-
 def topk_breakdown(model_dir: str, users: list[str], reps: int = 500) -> dict[str, float]:
     """Median ms of the pieces of the masked top-10, rebuilt from the SavedModel's variables
     (read from its checkpoint, so the model code is not needed), for one user per call."""
@@ -576,7 +560,7 @@ def measure_serving(size: Size, model: dict, seconds: float, concurrency: list[i
     rec: dict = {"source": model["source"], "catalog": catalog}
     rec["load_at_start"] = os.getloadavg()[0]
     rec["in_process_all"] = {}
-    for name, times in in_process_times(model["dir"], users, n=2000).items():
+    for name, times in serving_bench.in_process(model["dir"], users, n=2000).items():
         p50, p95, p99 = percentiles(times)
         rec["in_process_all"][name] = {"p50": p50, "p95": p95, "p99": p99}
         print(f"[{size.label}] in-process {name}: p50 {p50:.2f} ms, p99 {p99:.2f} ms", flush=True)
@@ -595,7 +579,7 @@ def measure_serving(size: Size, model: dict, seconds: float, concurrency: list[i
     try:
         for protocol, port in (("gRPC", grpc_port), ("REST", rest_port)):
             for c in concurrency:
-                samples, errors, elapsed = load(protocol, port, users, c, seconds)
+                samples, errors, elapsed = serving_bench.run_load(protocol, port, "mf", users, c, seconds)
                 p50, p95, p99 = percentiles(samples) if samples else (float("nan"),) * 3
                 rec["load"][f"{protocol} c={c}"] = {"requests": len(samples), "errors": len(errors), "p50": p50,
                                                     "p95": p95, "p99": p99, "qps": len(samples) / elapsed}

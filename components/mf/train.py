@@ -74,6 +74,11 @@ def make_epoch(model: MatrixFactorization, optimizer: Adam, data: RatingTensors,
     return epoch
 
 
+def with_oov_row(rows: np.ndarray) -> np.ndarray:
+    """[n, k] -> float32 [n + 1, k]: a zero row for the OOV index (no factors, no bias)."""
+    return np.vstack([rows, np.zeros((1, rows.shape[1]))]).astype(np.float32)
+
+
 def hybrid_features(config: MFConfig, genre_matrix: np.ndarray | None, num_movies: int) -> np.ndarray | None:
     """The hybrid's movie features [N, G] when `config.hybrid`, else None."""
     if not config.hybrid:
@@ -166,13 +171,12 @@ def fit_ials(config: MFConfig, train: Interactions, num_users: int, num_movies: 
                       alpha0=config.ials_alpha0, reg=config.ials_reg, iterations=config.ials_iterations,
                       seed=config.seed, init_user_factors=start_users, init_movie_factors=start_movies,
                       movie_features=features_, feature_reg=config.ials_feature_reg)
-    zero_row = np.zeros((1, config.embedding_dim), np.float32)   # OOV: no factors, no bias
     movie_free = result.movie_factors
     if model.hybrid:   # store h = v + f B as v (free part) and B (genre_embedding)
         model.genre_embedding.kernel.assign(result.genre_factors)
         movie_free = result.movie_factors - features_ @ result.genre_factors
-    model.user_embedding.embeddings.assign(np.vstack([result.user_factors, zero_row]))
-    model.movie_embedding.embeddings.assign(np.vstack([movie_free, zero_row]))
+    model.user_embedding.embeddings.assign(with_oov_row(result.user_factors))
+    model.movie_embedding.embeddings.assign(with_oov_row(movie_free))
     model.user_bias.embeddings.assign(bu[:, None].astype(np.float32))
     model.movie_bias.embeddings.assign(bm[:, None].astype(np.float32))
     n = len(train) * config.ials_iterations
@@ -216,13 +220,10 @@ def fit_bayes(config: MFConfig, train: Interactions, num_users: int, num_movies:
     zero = tf.zeros([1], tf.int64)
     model({features.USER_IDX: zero, features.MOVIE_IDX: zero})
 
-    def with_oov(rows):   # the OOV row: no factors, no bias
-        return np.vstack([rows, np.zeros((1, rows.shape[1]))]).astype(np.float32)
-
-    model.user_embedding.embeddings.assign(with_oov(users))
-    model.movie_embedding.embeddings.assign(with_oov(movies))
-    model.user_bias.embeddings.assign(with_oov(user_bias[:, None]))
-    model.movie_bias.embeddings.assign(with_oov(movie_bias[:, None]))
+    model.user_embedding.embeddings.assign(with_oov_row(users))
+    model.movie_embedding.embeddings.assign(with_oov_row(movies))
+    model.user_bias.embeddings.assign(with_oov_row(user_bias[:, None]))
+    model.movie_bias.embeddings.assign(with_oov_row(movie_bias[:, None]))
     n = int(keep.sum()) * sweeps
     speed = n / result.fit_seconds if result.fit_seconds > 0 else float("inf")
     logging.info("Bayesian MF: %d sweeps over %d ratings in %.1f s; %d samples of d=%d served as %d columns",
