@@ -2,10 +2,12 @@
 
 Like TF Serving, a version is loaded as a TF1-style session bundle: the `serve` MetaGraph in
 its own `tf.Graph` and `Session` (variables restored, table initialisers run), and a
-request runs the SignatureDef's tensors by name through a cached `Session.make_callable`
-per (signature, inputs fed, outputs fetched). Compared with calling the TF2 signature
-function this skips the eager call machinery and returns numpy arrays directly, and the
-whole graph run happens outside Python's GIL.
+request runs the SignatureDef's tensors by name through a cached C++ callable
+(`Session::MakeCallable`, as `CallableOptions`) per (signature, inputs fed, outputs
+fetched). Compared with calling the TF2 signature function this skips the eager call
+machinery, and compared with `Session.run` (which `Session.make_callable` falls back to
+whenever it has feeds) the Python-side feed and fetch handling: 0.35 ms against 0.9 ms a
+call for a top-10 request. The graph run happens outside Python's GIL.
 
 `Servable.predict(signature_name, inputs, output_filter)` follows TF Serving's Predict:
 an empty signature name means `serving_default`; an unknown signature is
@@ -20,7 +22,7 @@ import threading
 
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
+from tensorflow.core.protobuf import config_pb2, meta_graph_pb2, saved_model_pb2
 
 from movierec.serving.errors import (ServingError, failed_precondition, from_tf_error,
                                      invalid_argument)
@@ -84,6 +86,17 @@ def _as_dtype(alias: str, value, dtype: tf.DType) -> np.ndarray:
         raise invalid_argument(f"input '{alias}' must be {dtype.name}: {e}") from None
 
 
+def session_config() -> tf.compat.v1.ConfigProto:
+    """Each request's graph runs on the thread that calls it, on one intra-op thread.
+
+    A top-k request is a few hundred microseconds of small ops: handing them to TF's shared
+    thread pools costs more than it saves, and the pools' spinning workers take CPU from
+    the front ends on a small machine (measured: about 15% less CPU per call, same wall
+    time at batch 1). Concurrency comes from concurrent requests instead.
+    """
+    return tf.compat.v1.ConfigProto(intra_op_parallelism_threads=1, inter_op_parallelism_threads=-1)
+
+
 class Servable:
     """A SavedModel version loaded for serving."""
 
@@ -91,7 +104,7 @@ class Servable:
         self.name, self.version, self.path = name, version, path
         self.signature_defs = read_signature_defs(path)
         self._graph = tf.Graph()
-        self._session = tf.compat.v1.Session(graph=self._graph)
+        self._session = tf.compat.v1.Session(graph=self._graph, config=session_config())
         with self._graph.as_default():
             tf.compat.v1.saved_model.loader.load(self._session, ["serve"], path)
         self._callables: dict[tuple, object] = {}
@@ -108,8 +121,10 @@ class Servable:
             with self._callables_lock:
                 fn = self._callables.get(key)
                 if fn is None:
-                    fn = self._session.make_callable([sd.outputs[a].name for a in fetch_aliases],
-                                                     feed_list=[sd.inputs[a].name for a in feed_aliases])
+                    options = config_pb2.CallableOptions(
+                        feed=[sd.inputs[a].name for a in feed_aliases],
+                        fetch=[sd.outputs[a].name for a in fetch_aliases])
+                    fn = self._session._make_callable_from_options(options)  # noqa: SLF001
                     self._callables[key] = fn
         return fn
 

@@ -127,22 +127,41 @@ def parse_predict_body(body, input_aliases: list[str]) -> tuple[str, dict, bool]
     return signature_name, {aliases[0]: _to_array(aliases[0], inputs)}, False
 
 
+def _utf8_or_b64(b: bytes):
+    try:
+        return b.decode("utf-8")
+    except UnicodeDecodeError:
+        return {"b64": base64.b64encode(b).decode("ascii")}
+
+
+def _b64(b: bytes):
+    return {"b64": base64.b64encode(b).decode("ascii")}
+
+
+def _float32(v: float):
+    # float32's shortest repr ("0.1", not "0.10000000149011612"); inf/nan stay floats
+    return float(repr(v)) if math.isfinite(v) else float(v)
+
+
+def _map_nested(fn, arr: np.ndarray):
+    """`arr.tolist()` with `fn` applied to each element, as a numpy scalar or bytes object
+    (np.vectorize costs ~20 us a call; a response has several small outputs)."""
+    flat = [fn(v) for v in arr.reshape(-1)]
+    if arr.ndim == 0:
+        return flat[0]
+    for d in reversed(arr.shape[1:]):
+        flat = [flat[i:i + d] for i in range(0, len(flat), d)]
+    return flat
+
+
 def _json_value(alias: str, arr: np.ndarray):
     if arr.dtype == object or arr.dtype.kind == "S":
-        as_b64 = alias.endswith("_bytes")
-
-        def enc(b):
-            if not as_b64:
-                try:
-                    return b.decode("utf-8")
-                except UnicodeDecodeError:
-                    pass
-            return {"b64": base64.b64encode(b).decode("ascii")}
-        return np.vectorize(enc, otypes=[object])(arr).tolist() if arr.size else arr.tolist()
+        if not arr.size:
+            return arr.tolist()
+        return _map_nested(_b64 if alias.endswith("_bytes") else _utf8_or_b64, arr)
     if arr.dtype.kind == "f":
         if arr.dtype == np.float32:
-            return np.vectorize(lambda v: float(repr(v)) if math.isfinite(v) else float(v),
-                                otypes=[object])(arr).tolist() if arr.size else arr.tolist()
+            return _map_nested(_float32, arr) if arr.size else arr.tolist()
         return arr.astype(np.float64).tolist()
     return arr.tolist()
 
