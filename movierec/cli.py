@@ -163,8 +163,14 @@ def _build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--no-warmup", action="store_true", help="skip assets.extra warmup replay")
     sv.add_argument("--enable_batching", action="store_true",
                     help="merge concurrent requests into one signature call (server-side batching)")
-    sv.add_argument("--batch_timeout_micros", type=int, default=500,
-                    help="with --enable_batching: how long a batch waits for company (default: %(default)s)")
+    sv.add_argument("--batch_timeout_micros", type=int, default=0,
+                    help="with --enable_batching: how long a batch waits for company; 0 merges the "
+                         "requests already read (default: %(default)s)")
+    sv.add_argument("--model-threads", type=int, default=2,
+                    help="threads for model calls too big to run on the serving loop (default: %(default)s)")
+    sv.add_argument("--inline-max-rows", type=int, default=64,
+                    help="model calls of at most this many rows run on the serving loop, bigger "
+                         "ones on a model thread (default: %(default)s)")
     sv.add_argument("--max-concurrent-requests", type=int, default=64)
     sv.add_argument("--max-batch-size", type=int, default=10_000)
     sv.add_argument("--max-body-bytes", type=int, default=16 << 20)
@@ -468,12 +474,17 @@ def _cmd_serve(args) -> int:
     from movierec.serving.service import Limits  # noqa: PLC0415
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    options = ServerOptions(host=args.host, grpc_port=args.port, rest_port=args.rest_api_port,
-                            poll_seconds=args.file_system_poll_wait_seconds, warmup=not args.no_warmup,
-                            limits=Limits(args.max_batch_size, args.max_concurrent_requests, args.max_body_bytes,
-                                          args.rest_api_timeout_in_ms / 1000),
-                            enable_batching=args.enable_batching, batch_timeout_micros=args.batch_timeout_micros)
-    server = ModelServer(specs, options).start()
+    try:
+        options = ServerOptions(host=args.host, grpc_port=args.port, rest_port=args.rest_api_port,
+                                poll_seconds=args.file_system_poll_wait_seconds, warmup=not args.no_warmup,
+                                limits=Limits(args.max_batch_size, args.max_concurrent_requests, args.max_body_bytes,
+                                              args.rest_api_timeout_in_ms / 1000),
+                                enable_batching=args.enable_batching, batch_timeout_micros=args.batch_timeout_micros,
+                                model_threads=args.model_threads, inline_max_rows=args.inline_max_rows)
+        server = ModelServer(specs, options).start()
+    except (ValueError, OSError) as e:
+        print(f"error: serve: {e}", file=sys.stderr)
+        return EXIT_DATA_ERROR
     for spec in specs:
         rows = server.manager.version_entries(spec.name)
         states = ", ".join(f"v{e.version} {e.state}" + (f" ({e.error.message})" if e.error else "") for e in rows)

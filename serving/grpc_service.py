@@ -1,7 +1,11 @@
-"""gRPC front end: tensorflow.serving.PredictionService and ModelService."""
+"""gRPC front end: tensorflow.serving.PredictionService and ModelService.
+
+On grpc.aio, on the server's asyncio loop (as the REST front end): TensorProto decoding and
+response building run on the loop; where the model call runs is
+`PredictionCore.predict_async`'s choice.
+"""
 from __future__ import annotations
 
-import concurrent.futures
 import time
 
 import grpc
@@ -46,15 +50,15 @@ def _version_and_label(spec) -> tuple[int | None, str | None]:
     return None, None
 
 
-def _abort(context, e: ServingError):
-    context.abort(e.code, e.message)
+async def _abort(context, e: ServingError):
+    await context.abort(e.code, e.message)
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     def __init__(self, core: PredictionCore):
         self.core = core
 
-    def Predict(self, request, context):
+    async def Predict(self, request, context):
         name = request.model_spec.name
         remaining = context.time_remaining()   # None: the client set no deadline
         deadline = time.monotonic() + remaining if remaining is not None else None
@@ -67,9 +71,10 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                         inputs[alias] = tf.make_ndarray(proto)
                     except Exception as e:  # noqa: BLE001 - any undecodable TensorProto
                         raise invalid_argument(f"input '{alias}': invalid TensorProto: {e}") from None
-                servable, outputs = self.core.predict(name, version, label,
-                                                      request.model_spec.signature_name, inputs,
-                                                      list(request.output_filter), deadline)
+                self.core.check_batch(inputs)
+                servable = self.core.manager.servable(name, version, label)
+                outputs = await self.core.predict_async(servable, request.model_spec.signature_name,
+                                                        inputs, list(request.output_filter), deadline)
                 response = predict_pb2.PredictResponse()
                 response.model_spec.name = name
                 response.model_spec.version.value = servable.version
@@ -78,9 +83,9 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                     fill_tensor_proto(response.outputs[alias], value)
                 return response
         except ServingError as e:
-            _abort(context, e)
+            await _abort(context, e)
 
-    def GetModelMetadata(self, request, context):
+    async def GetModelMetadata(self, request, context):
         name = request.model_spec.name
         try:
             with self.core.request(name, "GetModelMetadata", "GRPC"):
@@ -92,10 +97,10 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                 version, label = _version_and_label(request.model_spec)
                 return protos.metadata_response(name, self.core.metadata(name, version, label))
         except ServingError as e:
-            _abort(context, e)
+            await _abort(context, e)
 
-    def _unimplemented(self, request, context):
-        context.abort(grpc.StatusCode.UNIMPLEMENTED,
+    async def _unimplemented(self, request, context):
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED,
                       "Classify, Regress and MultiInference are not implemented by movierec serve; "
                       "use Predict")
 
@@ -106,26 +111,27 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
     def __init__(self, core: PredictionCore):
         self.core = core
 
-    def GetModelStatus(self, request, context):
+    async def GetModelStatus(self, request, context):
         name = request.model_spec.name
         try:
             with self.core.request(name, "GetModelStatus", "GRPC"):
                 version, label = _version_and_label(request.model_spec)
                 return protos.status_response(name, self.core.status(name, version, label))
         except ServingError as e:
-            _abort(context, e)
+            await _abort(context, e)
 
-    def HandleReloadConfigRequest(self, request, context):
-        context.abort(grpc.StatusCode.UNIMPLEMENTED, "config reload is not supported; restart the server")
+    async def HandleReloadConfigRequest(self, request, context):
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "config reload is not supported; restart the server")
 
 
-def start_grpc_server(core: PredictionCore, host: str, port: int, workers: int = 16) -> tuple[grpc.Server, int]:
-    server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=workers),
-                         options=[("grpc.max_receive_message_length", core.limits.max_body_bytes)])
+async def start_grpc_server(core: PredictionCore, host: str, port: int) -> tuple[grpc.aio.Server, int]:
+    """Listens on (host, port) on the running loop; port 0 picks a free port."""
+    server = grpc.aio.server(options=[("grpc.max_receive_message_length", core.limits.max_body_bytes),
+                                      ("grpc.so_reuseport", 0)])
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(core), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(core), server)
     bound = server.add_insecure_port(f"{host}:{port}")
     if bound == 0:
         raise OSError(f"could not bind gRPC to {host}:{port}")
-    server.start()
+    await server.start()
     return server, bound

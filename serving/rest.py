@@ -5,15 +5,21 @@
   POST /v1/models/{name}[/versions/{v}|/labels/{l}]:predict    row or columnar JSON
   GET  /monitoring/prometheus/metrics                           Prometheus text format
 Errors: {"error": "<message>"} with the HTTP status TF Serving maps the code to.
+
+Transport: HTTP/1.1 (keep-alive, pipelined requests answered in order; HTTP/1.0 closes
+unless it asks for keep-alive) on the server's asyncio loop, one `HttpConnection` protocol
+per connection. Parsing, JSON and routing run on the loop; where the model call runs is
+`PredictionCore.predict_async`'s choice. A request body needs Content-Length (no chunked
+bodies); a body over the limit is refused before it is read, and the connection is closed.
 """
 from __future__ import annotations
 
-import http.server
+import asyncio
+import http
 import json
 import logging
 import re
-import socketserver
-import threading
+import socket
 import time
 import urllib.parse
 
@@ -26,10 +32,15 @@ from movierec.serving.service import PredictionCore
 log = logging.getLogger(__name__)
 
 METRICS_PATH = "/monitoring/prometheus/metrics"
+SERVER_NAME = "movierec-serving"
+MAX_HEAD_BYTES = 64 << 10   # request line + headers
+MAX_HEADERS = 100
 _MODEL_URL = re.compile(
     r"^/v1/models/(?P<name>[^/:]+)"
     r"(?:/versions/(?P<version>[^/:]+)|/labels/(?P<label>[^/:]+))?"
     r"(?:/(?P<metadata>metadata)|:(?P<verb>[A-Za-z]+))?$")
+_TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_REASONS = {s.value: s.phrase for s in http.HTTPStatus}
 
 
 def _parse_path(method: str, raw_path: str):
@@ -47,94 +58,23 @@ def _parse_path(method: str, raw_path: str):
     return m.group("name"), version, m.group("label"), m.group("metadata"), m.group("verb")
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    server_version = "movierec-serving"
-    protocol_version = "HTTP/1.1"
-    wbufsize = 1 << 16  # headers and body leave in one write (flushed after each request)
-    disable_nagle_algorithm = True
-    core: PredictionCore  # set on the subclass made by start_rest_server
+def _json_body(status: int, obj) -> tuple[int, bytes, str]:
+    return status, json.dumps(obj, separators=(",", ":")).encode("utf-8"), "application/json"
 
-    def log_message(self, fmt, *args):  # route access logs to logging, not stderr
-        log.debug("%s %s", self.address_string(), fmt % args)
 
-    def _send(self, status: int, body: bytes, content_type: str = "application/json") -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+def _error(e: ServingError) -> tuple[int, bytes, str]:
+    return _json_body(e.http_status, {"error": e.message})
 
-    def _send_json(self, status: int, obj) -> None:
-        self._send(status, json.dumps(obj, separators=(",", ":")).encode("utf-8"))
 
-    def _error(self, e: ServingError) -> None:
-        self._send_json(e.http_status, {"error": e.message})
-
-    def do_GET(self):
-        if urllib.parse.urlsplit(self.path).path == METRICS_PATH:
-            self._send(200, self.core.metrics.render().encode(), "text/plain; version=0.0.4")
-            return
-        try:
-            name, version, label, metadata, verb = _parse_path("GET", self.path)
-            if verb is not None:
-                raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                                   f"Use POST for :{verb}")
-            if metadata:
-                with self.core.request(name, "GetModelMetadata", "REST"):
-                    servable = self.core.metadata(name, version, label)
-                    body = protos.metadata_json(name, servable)
-            else:
-                with self.core.request(name, "GetModelStatus", "REST"):
-                    body = protos.status_json(protos.status_response(name, self.core.status(name, version, label)))
-            self._send_json(200, body)
-        except ServingError as e:
-            self._error(e)
-
-    def do_POST(self):
-        deadline = time.monotonic() + self.core.limits.request_timeout_seconds
-        try:
-            name, version, label, metadata, verb = _parse_path("POST", self.path)
-            if metadata or verb is None:
-                raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, "Use GET for status and metadata")
-            if verb in ("classify", "regress"):
-                raise ServingError(grpc.StatusCode.UNIMPLEMENTED,
-                                   f":{verb} is not implemented by movierec serve; use :predict")
-            if verb != "predict":
-                raise not_found(f"Malformed request: unknown method :{verb}")
-            body = self._read_json()
-            with self.core.request(name, "predict", "REST"):
-                servable = self.core.manager.servable(name, version, label)
-                signature = _requested_signature(body)
-                if (signature or "serving_default") not in servable.signature_defs:
-                    raise invalid_argument(f'Serving signature name: "{signature}" not found in signature def')
-                aliases = list(servable.signature_defs[signature or "serving_default"].inputs)
-                signature_name, inputs, rows = tensor_json.parse_predict_body(body, aliases)
-                self.core.check_batch(inputs)
-                outputs = self.core.predict_on(servable, signature_name, inputs, deadline=deadline)
-                response = tensor_json.predict_response(outputs, rows)
-            self._send_json(200, response)
-        except ServingError as e:
-            self._error(e)
-
-    def _read_json(self):
-        length = self.headers.get("Content-Length")
-        if length is None or not length.isdigit():
-            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, "Content-Length header is required")
-        length = int(length)
-        if length > self.core.limits.max_body_bytes:
-            self.close_connection = True
-            raise ServingError(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                               f"Request body of {length} bytes is larger than the limit "
-                               f"{self.core.limits.max_body_bytes}")
-        raw = self.rfile.read(length)
-        try:
-            return json.loads(raw.decode("utf-8"))
-        except UnicodeDecodeError:
-            raise invalid_argument("Request body is not valid UTF-8") from None
-        except RecursionError:
-            raise invalid_argument("JSON nested too deeply") from None
-        except json.JSONDecodeError as e:
-            raise invalid_argument(f"JSON Parse error: {e.msg} at offset {e.pos}") from None
+def _parse_json(raw: bytes):
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise invalid_argument("Request body is not valid UTF-8") from None
+    except RecursionError:
+        raise invalid_argument("JSON nested too deeply") from None
+    except json.JSONDecodeError as e:
+        raise invalid_argument(f"JSON Parse error: {e.msg} at offset {e.pos}") from None
 
 
 def _requested_signature(body) -> str:
@@ -143,15 +83,238 @@ def _requested_signature(body) -> str:
     return ""
 
 
-class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
+class RestApi:
+    """TF Serving's REST routes: (method, target, body) -> (HTTP status, body, content type)."""
+
+    def __init__(self, core: PredictionCore):
+        self.core = core
+
+    async def handle(self, method: str, target: str, body: bytes, arrived: float) -> tuple[int, bytes, str]:
+        try:
+            if method == "GET":
+                return self._get(target)
+            if method == "POST":
+                return await self._post(target, body, arrived + self.core.limits.request_timeout_seconds)
+            raise ServingError(grpc.StatusCode.UNIMPLEMENTED, f"Unsupported method: {method}")
+        except ServingError as e:
+            return _error(e)
+
+    def _get(self, target: str):
+        if urllib.parse.urlsplit(target).path == METRICS_PATH:
+            return 200, self.core.metrics.render().encode(), "text/plain; version=0.0.4"
+        name, version, label, metadata, verb = _parse_path("GET", target)
+        if verb is not None:
+            raise invalid_argument(f"Use POST for :{verb}")
+        if metadata:
+            with self.core.request(name, "GetModelMetadata", "REST"):
+                body = protos.metadata_json(name, self.core.metadata(name, version, label))
+        else:
+            with self.core.request(name, "GetModelStatus", "REST"):
+                body = protos.status_json(protos.status_response(name, self.core.status(name, version, label)))
+        return _json_body(200, body)
+
+    async def _post(self, target: str, raw: bytes, deadline: float):
+        name, version, label, metadata, verb = _parse_path("POST", target)
+        if metadata or verb is None:
+            raise invalid_argument("Use GET for status and metadata")
+        if verb in ("classify", "regress"):
+            raise ServingError(grpc.StatusCode.UNIMPLEMENTED,
+                               f":{verb} is not implemented by movierec serve; use :predict")
+        if verb != "predict":
+            raise not_found(f"Malformed request: unknown method :{verb}")
+        body = _parse_json(raw)
+        with self.core.request(name, "predict", "REST"):
+            servable = self.core.manager.servable(name, version, label)
+            signature = _requested_signature(body)
+            if (signature or "serving_default") not in servable.signature_defs:
+                raise invalid_argument(f'Serving signature name: "{signature}" not found in signature def')
+            aliases = list(servable.signature_defs[signature or "serving_default"].inputs)
+            signature_name, inputs, rows = tensor_json.parse_predict_body(body, aliases)
+            self.core.check_batch(inputs)
+            outputs = await self.core.predict_async(servable, signature_name, inputs, (), deadline)
+            response = tensor_json.predict_response(outputs, rows)
+        return _json_body(200, response)
 
 
-def start_rest_server(core: PredictionCore, host: str, port: int) -> tuple[_Server, int]:
-    handler = type("Handler", (_Handler,), {"core": core})
-    server = _Server((host, port), handler)
-    thread = threading.Thread(target=server.serve_forever, name="rest-server", daemon=True)
-    thread.start()
-    return server, server.server_address[1]
+class _BadRequest(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def _parse_head(head: bytes) -> tuple[str, str, str, dict[str, str]]:
+    """Request line + header lines (no final CRLFCRLF) -> (method, target, version, headers
+    with lower-case names); _BadRequest names what is wrong."""
+    lines = head.split(b"\r\n")
+    parts = lines[0].split(b" ")
+    if len(parts) != 3 or not parts[0] or not parts[1]:
+        raise _BadRequest(400, f"Bad request line: {lines[0][:100]!r}")
+    method, target, version = parts
+    if not _TOKEN.match(method):
+        raise _BadRequest(400, f"Bad request method: {method[:100]!r}")
+    if version not in (b"HTTP/1.1", b"HTTP/1.0"):
+        raise _BadRequest(505 if version.startswith(b"HTTP/") else 400,
+                          f"Unsupported HTTP version: {version[:20]!r}")
+    if len(lines) - 1 > MAX_HEADERS:
+        raise _BadRequest(431, f"More than {MAX_HEADERS} header lines")
+    headers = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(b":")
+        if not sep or not _TOKEN.match(name):
+            raise _BadRequest(400, f"Bad header line: {line[:100]!r}")
+        key = name.decode("ascii").lower()
+        value = value.strip().decode("latin-1")
+        headers[key] = f"{headers[key]},{value}" if key in headers else value
+    try:
+        return method.decode("ascii"), target.decode("ascii"), version.decode("ascii"), headers
+    except UnicodeDecodeError:
+        raise _BadRequest(400, "Request target is not ASCII") from None
+
+
+class HttpConnection(asyncio.Protocol):
+    """One client connection: reads requests, answers them one at a time, in order."""
+
+    def __init__(self, api: RestApi, connections: set):
+        self.api = api
+        self.connections = connections
+        self.transport = None
+        self.buffer = bytearray()
+        self.busy = False        # a request is being answered; later ones wait in `buffer`
+        self.closing = False
+        self.discarding = False  # answered and closing: input is read and dropped
+        self.eof = False         # the client half-closed: answer what was read, then close
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.connections.add(self)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def connection_lost(self, exc):
+        self.connections.discard(self)
+        self.closing = True
+
+    def data_received(self, data: bytes):
+        if self.discarding:
+            return
+        self.buffer += data
+        if not self.busy:
+            self._next()
+
+    def eof_received(self):
+        self.eof = True
+        if not self.busy:
+            self._close()
+        return True   # half-close: a request being answered still gets its answer
+
+    def _close(self):
+        self.closing = True
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    def _next(self) -> None:
+        """Starts answering the next complete request in the buffer, if there is one."""
+        if self.closing:
+            return
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self.buffer) > MAX_HEAD_BYTES:
+                self._reply_and_close(431, f"Request head larger than {MAX_HEAD_BYTES} bytes")
+            return
+        if end > MAX_HEAD_BYTES:
+            self._reply_and_close(431, f"Request head larger than {MAX_HEAD_BYTES} bytes")
+            return
+        try:
+            method, target, version, headers = _parse_head(bytes(self.buffer[:end]))
+        except _BadRequest as e:
+            self._reply_and_close(e.status, e.message)
+            return
+        connection = headers.get("connection", "").lower()
+        keep_alive = ("close" not in connection) if version == "HTTP/1.1" else ("keep-alive" in connection)
+        if "transfer-encoding" in headers:
+            self._reply_and_close(400, "Content-Length header is required (chunked bodies are not supported)")
+            return
+        length = headers.get("content-length")
+        if length is None:
+            if method == "POST":
+                self._reply_and_close(400, "Content-Length header is required")
+                return
+            length = 0
+        elif not length.isdigit():
+            self._reply_and_close(400, f"Bad Content-Length: {length[:30]!r}")
+            return
+        length = int(length)
+        limit = self.api.core.limits.max_body_bytes
+        if length > limit:
+            self._reply_and_close(429, f"Request body of {length} bytes is larger than the limit {limit}")
+            return
+        if len(self.buffer) < end + 4 + length:
+            return   # wait for the rest of the body
+        body = bytes(self.buffer[end + 4:end + 4 + length])
+        del self.buffer[:end + 4 + length]
+        self.busy = True
+        task = asyncio.ensure_future(self.api.handle(method, target, body, time.monotonic()))
+        task.add_done_callback(lambda t: self._answered(t, keep_alive))
+
+    def _answered(self, task: asyncio.Task, keep_alive: bool) -> None:
+        self.busy = False
+        if task.cancelled():
+            self._close()
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error("REST request failed", exc_info=exc)
+            status, body, content_type = _json_body(500, {"error": f"Internal error: {type(exc).__name__}"})
+        else:
+            status, body, content_type = task.result()
+        self._write(status, body, content_type, keep_alive)
+        if keep_alive:
+            self._next()
+        if not keep_alive or (self.eof and not self.busy):
+            self._close()
+
+    def _write(self, status: int, body: bytes, content_type: str, keep_alive: bool) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        head = (f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}\r\nServer: {SERVER_NAME}\r\n"
+                f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
+                f"{'' if keep_alive else 'Connection: close' + chr(13) + chr(10)}\r\n")
+        self.transport.write(head.encode("latin-1") + body)
+
+    def _reply_and_close(self, status: int, message: str) -> None:
+        """Answers a request that cannot be read to its end, then closes. The client may
+        still be sending (an oversized body): its data is read and dropped until it closes
+        or 5 s pass, so that the answer is not lost to a reset."""
+        status, body, content_type = _json_body(status, {"error": message})
+        self._write(status, body, content_type, keep_alive=False)
+        self.closing = self.discarding = True
+        self.buffer.clear()
+        if self.transport is not None and not self.transport.is_closing():
+            if self.transport.can_write_eof():
+                self.transport.write_eof()
+            asyncio.get_running_loop().call_later(5.0, self.transport.close)
+
+
+class RestServer:
+    """The listening socket and its open connections."""
+
+    def __init__(self, server: asyncio.base_events.Server, connections: set):
+        self.server = server
+        self.connections = connections
+        self.port = server.sockets[0].getsockname()[1]
+
+    async def close(self) -> None:
+        self.server.close()
+        for conn in list(self.connections):
+            conn._close()
+        await self.server.wait_closed()
+
+
+async def start_rest_server(core: PredictionCore, host: str, port: int) -> RestServer:
+    """Listens on (host, port) on the running loop; port 0 picks a free port."""
+    api = RestApi(core)
+    connections: set = set()
+    server = await asyncio.get_running_loop().create_server(
+        lambda: HttpConnection(api, connections), host, port, reuse_address=True, backlog=128)
+    return RestServer(server, connections)
