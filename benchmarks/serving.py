@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/serving.py [--serving-root outputs/serving] [--model mf]
                                            [--seconds 5] [--concurrency 1 8 32]
+                                           [--enable-batching] [--workers N]
 
 Starts `movierec serve` in its own process (so the load generator does not share its GIL),
 then for each protocol and concurrency level runs closed-loop clients (one request in
@@ -183,6 +184,7 @@ def main() -> int:
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     p.add_argument("--enable-batching", action="store_true", help="start the server with --enable_batching")
+    p.add_argument("--workers", type=int, default=1, help="start the server with --workers N (default: 1)")
     args = p.parse_args()
 
     found = newest_pushed_model(args.serving_root, args.model)
@@ -195,14 +197,15 @@ def main() -> int:
               f"p99 {p99:.2f} ms", flush=True)
     base_ms = min(baselines.values())   # the faster baseline: the stricter overhead ratio
 
-    started = start_server(["--serving-root", args.serving_root, "--file_system_poll_wait_seconds", "0",
-                            *(["--enable_batching"] if args.enable_batching else [])])
+    flags = [*(["--enable_batching"] if args.enable_batching else []),
+             *(["--workers", str(args.workers)] if args.workers != 1 else [])]
+    started = start_server(["--serving-root", args.serving_root, "--file_system_poll_wait_seconds", "0", *flags])
     if started is None:
         return 1
     server, grpc_port, rest_port = started
     try:
         rows = []
-        print(f"server: movierec serve{' --enable_batching' if args.enable_batching else ''}", flush=True)
+        print(f"server: movierec serve {' '.join(flags)}".rstrip(), flush=True)
         for protocol, port in (("gRPC", grpc_port), ("REST", rest_port)):
             for c in args.concurrency:
                 samples, errors, elapsed = run_load(protocol, port, args.model, users, c, args.seconds)

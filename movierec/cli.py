@@ -171,6 +171,9 @@ def _build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--inline-max-rows", type=int, default=64,
                     help="model calls of at most this many rows run on the serving loop, bigger "
                          "ones on a model thread (default: %(default)s)")
+    sv.add_argument("--workers", type=int, default=1,
+                    help="server processes sharing the two ports (SO_REUSEPORT); each loads every "
+                         "model, so memory grows with N (default: %(default)s)")
     sv.add_argument("--max-concurrent-requests", type=int, default=64)
     sv.add_argument("--max-batch-size", type=int, default=10_000)
     sv.add_argument("--max-body-bytes", type=int, default=16 << 20)
@@ -470,8 +473,7 @@ def _cmd_serve(args) -> int:
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_DATA_ERROR
-    from movierec.serving.server import ModelServer, ServerOptions  # noqa: PLC0415
-    from movierec.serving.service import Limits  # noqa: PLC0415
+    from movierec.serving.options import Limits, ServerOptions  # noqa: PLC0415
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -480,7 +482,11 @@ def _cmd_serve(args) -> int:
                                 limits=Limits(args.max_batch_size, args.max_concurrent_requests, args.max_body_bytes,
                                               args.rest_api_timeout_in_ms / 1000),
                                 enable_batching=args.enable_batching, batch_timeout_micros=args.batch_timeout_micros,
-                                model_threads=args.model_threads, inline_max_rows=args.inline_max_rows)
+                                model_threads=args.model_threads, inline_max_rows=args.inline_max_rows,
+                                workers=args.workers)
+        if options.workers > 1:
+            return _serve_workers(specs, options)
+        from movierec.serving.server import ModelServer  # noqa: PLC0415
         server = ModelServer(specs, options).start()
     except (ValueError, OSError) as e:
         print(f"error: serve: {e}", file=sys.stderr)
@@ -498,6 +504,30 @@ def _cmd_serve(args) -> int:
     except KeyboardInterrupt:
         pass
     server.stop()
+    return 0
+
+
+def _serve_workers(specs, options) -> int:
+    """`serve --workers N`: a supervisor process (no TensorFlow) and N serving processes."""
+    import signal  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    from movierec.serving.workers import WorkerPool  # noqa: PLC0415
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *a: stop.set())
+    try:
+        pool = WorkerPool(specs, options).start()
+    except RuntimeError as e:
+        print(f"error: serve: {e}", file=sys.stderr)
+        return EXIT_DATA_ERROR
+    print(f"serving gRPC on {options.host}:{pool.grpc_port}, REST on http://{options.host}:{pool.rest_port} "
+          f"with {options.workers} worker processes (Ctrl-C stops)", flush=True)
+    try:
+        pool.supervise(stop.is_set)
+    except KeyboardInterrupt:
+        pass
+    pool.stop()
     return 0
 
 

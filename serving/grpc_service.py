@@ -124,10 +124,13 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "config reload is not supported; restart the server")
 
 
-async def start_grpc_server(core: PredictionCore, host: str, port: int) -> tuple[grpc.aio.Server, int]:
-    """Listens on (host, port) on the running loop; port 0 picks a free port."""
+async def start_grpc_server(core: PredictionCore, host: str, port: int,
+                            reuse_port: bool = False) -> tuple[grpc.aio.Server, int]:
+    """Listens on (host, port) on the running loop; port 0 picks a free port; reuse_port:
+    share the port with other worker processes (SO_REUSEPORT; off, a port in use is an
+    error instead of a silently shared port)."""
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", core.limits.max_body_bytes),
-                                      ("grpc.so_reuseport", 0)])
+                                      ("grpc.so_reuseport", int(reuse_port))])
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(core), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(core), server)
     bound = server.add_insecure_port(f"{host}:{port}")

@@ -101,7 +101,7 @@ class RestApi:
 
     def _get(self, target: str):
         if urllib.parse.urlsplit(target).path == METRICS_PATH:
-            return 200, self.core.metrics.render().encode(), "text/plain; version=0.0.4"
+            return 200, self.core.render_metrics().encode(), "text/plain; version=0.0.4"
         name, version, label, metadata, verb = _parse_path("GET", target)
         if verb is not None:
             raise invalid_argument(f"Use POST for :{verb}")
@@ -311,10 +311,12 @@ class RestServer:
         await self.server.wait_closed()
 
 
-async def start_rest_server(core: PredictionCore, host: str, port: int) -> RestServer:
-    """Listens on (host, port) on the running loop; port 0 picks a free port."""
+async def start_rest_server(core: PredictionCore, host: str, port: int, reuse_port: bool = False) -> RestServer:
+    """Listens on (host, port) on the running loop; port 0 picks a free port; reuse_port:
+    share the port with other worker processes (SO_REUSEPORT)."""
     api = RestApi(core)
     connections: set = set()
     server = await asyncio.get_running_loop().create_server(
-        lambda: HttpConnection(api, connections), host, port, reuse_address=True, backlog=128)
+        lambda: HttpConnection(api, connections), host, port, reuse_address=True, backlog=128,
+        reuse_port=reuse_port)
     return RestServer(server, connections)

@@ -41,11 +41,21 @@ def read_signature_defs(path: str) -> dict[str, meta_graph_pb2.SignatureDef]:
     raise ValueError(f"{path}: no MetaGraph tagged 'serve'")
 
 
-def _check_shape(alias: str, value: np.ndarray, info: meta_graph_pb2.TensorInfo) -> None:
-    shape = info.tensor_shape
-    if shape.unknown_rank:
+class _Input:
+    """One SignatureDef input, read out of its proto once (proto field access is slow)."""
+    __slots__ = ("alias", "feed", "dtype", "numpy_dtype", "dims")
+
+    def __init__(self, alias: str, info: meta_graph_pb2.TensorInfo):
+        self.alias, self.feed = alias, info.name
+        self.dtype = tf.dtypes.as_dtype(info.dtype)
+        self.numpy_dtype = np.dtype(object) if self.dtype == tf.string else np.dtype(self.dtype.as_numpy_dtype)
+        shape = info.tensor_shape
+        self.dims = None if shape.unknown_rank else tuple(d.size for d in shape.dim)
+
+
+def _check_shape(alias: str, value: np.ndarray, dims: tuple | None) -> None:
+    if dims is None:
         return
-    dims = [d.size for d in shape.dim]
     if value.ndim != len(dims) or any(d >= 0 and d != s for d, s in zip(dims, value.shape)):
         expected = "[" + ",".join("?" if d < 0 else str(d) for d in dims) + "]"
         raise invalid_argument(f"input '{alias}' has shape {list(value.shape)}, the signature "
@@ -55,9 +65,10 @@ def _check_shape(alias: str, value: np.ndarray, info: meta_graph_pb2.TensorInfo)
 def _as_dtype(alias: str, value, dtype: tf.DType) -> np.ndarray:
     """Python/numpy value -> numpy array of the signature's dtype, or INVALID_ARGUMENT."""
     if isinstance(value, np.ndarray):  # fast paths: already the right type (gRPC requests)
-        if dtype != tf.string and value.dtype == dtype.as_numpy_dtype:
-            return value
-        if dtype == tf.string and value.dtype == object and all(type(v) is bytes for v in value.flat):
+        if value.dtype != object:
+            if dtype != tf.string and value.dtype == dtype.as_numpy_dtype:
+                return value
+        elif dtype == tf.string and all(type(v) is bytes for v in value.flat):
             return value
     try:
         if dtype == tf.string:
@@ -112,6 +123,9 @@ class Servable:
         self._defaults = {
             sig: {alias: tf.make_ndarray(proto) for alias, proto in sd.defaults.items()}
             for sig, sd in self.signature_defs.items()}
+        self._inputs = {sig: [_Input(a, info) for a, info in sorted(sd.inputs.items())]
+                        for sig, sd in self.signature_defs.items()}
+        self._outputs = {sig: list(sd.outputs) for sig, sd in self.signature_defs.items()}
 
     def _callable(self, name: str, feed_aliases: tuple, fetch_aliases: tuple):
         key = (name, feed_aliases, fetch_aliases)
@@ -138,8 +152,10 @@ class Servable:
     def predict(self, signature_name: str, inputs: dict, output_filter=()) -> dict[str, np.ndarray]:
         """inputs: alias -> array-like (or np.ndarray); returns alias -> np.ndarray."""
         name, sd = self.resolve_signature(signature_name)
-        unknown = sorted(set(inputs) - set(sd.inputs))
+        specs = self._inputs[name]
+        unknown = [a for a in inputs if a not in sd.inputs]
         if unknown:
+            unknown.sort()
             expected = ",".join(sorted(sd.inputs))
             if len(inputs) > len(sd.inputs):
                 raise invalid_argument(
@@ -149,28 +165,31 @@ class Servable:
             raise invalid_argument(
                 f"Inputs contains invalid name. Used request inputs: {{{','.join(sorted(inputs))}}}, "
                 f"request input: {unknown[0]}. Inputs expected in the set {{{expected}}}.")
-        feeds = {}
-        for alias, info in sd.inputs.items():
+        feed_aliases, values = [], []
+        for spec in specs:   # sorted by alias
+            alias = spec.alias
             if alias in inputs:
-                value = _as_dtype(alias, inputs[alias], tf.dtypes.as_dtype(info.dtype))
+                value = inputs[alias]
+                if type(value) is not np.ndarray or value.dtype != spec.numpy_dtype or value.dtype == object:
+                    value = _as_dtype(alias, value, spec.dtype)
             elif alias in self._defaults[name]:
                 value = self._defaults[name][alias]
             else:
                 raise invalid_argument(
-                    f"Signature input alias: {alias}(feed name: {info.name}) not found in request "
+                    f"Signature input alias: {alias}(feed name: {spec.feed}) not found in request "
                     f"and no default value provided. Inputs expected to be in the request "
                     f"{{{','.join(sorted(inputs))}}}, or default input alias set: "
                     f"{','.join(sorted(self._defaults[name]))}")
-            _check_shape(alias, value, info)
-            feeds[alias] = value
-        wanted = list(output_filter) or list(sd.outputs)
+            _check_shape(alias, value, spec.dims)
+            feed_aliases.append(alias)
+            values.append(value)
+        wanted = tuple(output_filter) or tuple(self._outputs[name])
         missing = [a for a in wanted if a not in sd.outputs]
         if missing:
             raise invalid_argument(f"output tensor alias not found in signature: {missing[0]} "
                                    f"Outputs expected to be in the set {{{','.join(sorted(sd.outputs))}}}.")
-        feed_aliases = tuple(sorted(feeds))
         try:
-            result = self._callable(name, feed_aliases, tuple(wanted))(*[feeds[a] for a in feed_aliases])
+            result = self._callable(name, tuple(feed_aliases), wanted)(*values)
         except tf.errors.OpError as e:
             raise from_tf_error(e) from None
         except (TypeError, ValueError) as e:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import dataclasses
 import logging
 import threading
 
@@ -25,39 +24,29 @@ from movierec.serving.grpc_service import start_grpc_server
 from movierec.serving.manager import ModelManager
 from movierec.serving.model_config import ModelSpec
 from movierec.serving.rest import start_rest_server
-from movierec.serving.service import BatchingOptions, Limits, PredictionCore
+from movierec.serving.options import BatchingOptions, ServerOptions
+from movierec.serving.service import PredictionCore
 
 log = logging.getLogger(__name__)
 
 
-@dataclasses.dataclass(frozen=True)
-class ServerOptions:
-    host: str = "127.0.0.1"
-    grpc_port: int = 8500
-    rest_port: int = 8501
-    poll_seconds: float = 1.0
-    warmup: bool = True
-    model_threads: int = 2          # threads for model calls too big to run on the loop
-    inline_max_rows: int = 64       # calls of at most this many rows run on the loop
-    limits: Limits = Limits()
-    enable_batching: bool = False
-    batch_timeout_micros: int = 0   # 0: merge the requests read in the same pass of the loop
-    max_batch_rows: int = 256
-
-
 class ModelServer:
-    def __init__(self, specs: list[ModelSpec], options: ServerOptions = ServerOptions()):
+    """One server process. reuse_port and metrics_share are set by `serving.workers` when
+    several processes serve the same ports."""
+
+    def __init__(self, specs: list[ModelSpec], options: ServerOptions = ServerOptions(), *,
+                 reuse_port: bool = False, metrics_share: tuple[str, str] | None = None):
         self.options = options
+        self.reuse_port = reuse_port
         self.manager = ModelManager(specs, poll_seconds=options.poll_seconds, run_warmup=options.warmup)
-        if options.model_threads < 1:
-            raise ValueError(f"model_threads must be >= 1, got {options.model_threads}")
         self._executor = concurrent.futures.ThreadPoolExecutor(options.model_threads, thread_name_prefix="model")
         batching = (BatchingOptions(options.max_batch_rows, options.batch_timeout_micros)
                     if options.enable_batching else None)
         self.core = PredictionCore(self.manager, options.limits, executor=self._executor,
                                    inline_max_rows=options.inline_max_rows, batching=batching)
+        self.core.metrics_share = metrics_share
         self._grpc = self._rest = None
-        self._loop = self._thread = None
+        self._loop = self._thread = self._publisher = None
         self.grpc_port = self.rest_port = None
 
     def start(self) -> "ModelServer":
@@ -76,11 +65,20 @@ class ModelServer:
 
     async def _start_front_ends(self) -> None:
         o = self.options
-        self._grpc, self.grpc_port = await start_grpc_server(self.core, o.host, o.grpc_port)
-        self._rest = await start_rest_server(self.core, o.host, o.rest_port)
+        self._grpc, self.grpc_port = await start_grpc_server(self.core, o.host, o.grpc_port, self.reuse_port)
+        self._rest = await start_rest_server(self.core, o.host, o.rest_port, self.reuse_port)
         self.rest_port = self._rest.port
+        if self.core.metrics_share is not None:
+            self._publish_metrics()
+
+    def _publish_metrics(self) -> None:
+        """Every second: this worker's counts to the shared folder (see metrics)."""
+        self.core.metrics.publish(*self.core.metrics_share)
+        self._publisher = self._loop.call_later(1.0, self._publish_metrics)
 
     async def _stop_front_ends(self) -> None:
+        if self._publisher is not None:
+            self._publisher.cancel()
         if self._rest is not None:
             await self._rest.close()
         if self._grpc is not None:

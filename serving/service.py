@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import dataclasses
 import threading
 import time
 from contextlib import contextmanager
@@ -24,28 +23,8 @@ import numpy as np
 from movierec.serving.batching import Batcher, LoopBatcher, run_group
 from movierec.serving.errors import ServingError, invalid_argument
 from movierec.serving.manager import ModelManager
-from movierec.serving.metrics import Metrics
-
-
-@dataclasses.dataclass(frozen=True)
-class Limits:
-    max_batch_size: int = 10_000        # rows in any input's first dimension
-    max_concurrent_requests: int = 64   # beyond this: RESOURCE_EXHAUSTED / HTTP 429
-    max_body_bytes: int = 16 << 20      # REST body limit
-    request_timeout_seconds: float = 30.0   # REST: from arrival until the model must start
-                                            # (TF Serving's --rest_api_timeout_in_ms); gRPC
-                                            # requests carry the client's own deadline
-
-    def __post_init__(self):
-        for f in dataclasses.fields(self):
-            if getattr(self, f.name) <= 0 or (f.type == "int" and getattr(self, f.name) < 1):
-                raise ValueError(f"{f.name} must be > 0, got {getattr(self, f.name)}")
-
-
-@dataclasses.dataclass(frozen=True)
-class BatchingOptions:
-    max_batch_rows: int = 256
-    timeout_micros: int = 0     # 0: merge the requests read in the same pass of the loop
+from movierec.serving.metrics import Metrics, read_published
+from movierec.serving.options import BatchingOptions, Limits
 
 
 class PredictionCore:
@@ -65,6 +44,7 @@ class PredictionCore:
         self.loop_batcher = (LoopBatcher(self._run_group, batching.max_batch_rows, batching.timeout_micros)
                              if batching is not None else None)
         self._slots = threading.BoundedSemaphore(limits.max_concurrent_requests)
+        self.metrics_share: tuple[str, str] | None = None   # (folder, worker name): see metrics
 
     @contextmanager
     def request(self, model: str, api: str, entrypoint: str):
@@ -87,6 +67,14 @@ class PredictionCore:
         finally:
             self._slots.release()
             self.metrics.observe(model, api, entrypoint, status, time.perf_counter() - started)
+
+    def render_metrics(self) -> str:
+        """Prometheus text: this process's counts, plus the other workers' when shared."""
+        if self.metrics_share is None:
+            return self.metrics.render()
+        folder, me = self.metrics_share
+        self.metrics.publish(folder, me)
+        return self.metrics.render(read_published(folder, me))
 
     def check_batch(self, inputs: dict) -> None:
         for alias, value in inputs.items():
@@ -120,8 +108,7 @@ class PredictionCore:
         _check_deadline(deadline)
         if self.loop_batcher is not None:
             return await self.loop_batcher.submit(servable, signature_name, inputs, output_filter)
-        rows = max((np.shape(v)[0] for v in inputs.values() if np.ndim(v)), default=0)
-        if self.executor is None or rows <= self.inline_max_rows:
+        if self.executor is None or _rows(inputs) <= self.inline_max_rows:
             return servable.predict(signature_name, inputs, output_filter)
         return await asyncio.get_running_loop().run_in_executor(
             self.executor, servable.predict, signature_name, inputs, output_filter)
@@ -144,3 +131,13 @@ def _check_deadline(deadline: float | None) -> None:
     if deadline is not None and time.monotonic() > deadline:
         raise ServingError(grpc.StatusCode.DEADLINE_EXCEEDED,
                            "Deadline exceeded before the model ran (request timeout)")
+
+
+def _rows(inputs: dict) -> int:
+    """The largest first dimension among the inputs (0 for scalars only)."""
+    rows = 0
+    for v in inputs.values():
+        shape = v.shape if type(v) is np.ndarray else np.shape(v)
+        if shape and shape[0] > rows:
+            rows = shape[0]
+    return rows

@@ -1,0 +1,50 @@
+"""Server settings: plain frozen dataclasses, validated when made (no TensorFlow import,
+so that `movierec serve --workers N`'s supervisor stays small)."""
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    max_batch_size: int = 10_000        # rows in any input's first dimension
+    max_concurrent_requests: int = 64   # beyond this: RESOURCE_EXHAUSTED / HTTP 429
+    max_body_bytes: int = 16 << 20      # REST body limit
+    request_timeout_seconds: float = 30.0   # REST: from arrival until the model must start
+                                            # (TF Serving's --rest_api_timeout_in_ms); gRPC
+                                            # requests carry the client's own deadline
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            if getattr(self, f.name) <= 0 or (f.type == "int" and getattr(self, f.name) < 1):
+                raise ValueError(f"{f.name} must be > 0, got {getattr(self, f.name)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchingOptions:
+    max_batch_rows: int = 256
+    timeout_micros: int = 0     # 0: merge the requests read in the same pass of the loop
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerOptions:
+    host: str = "127.0.0.1"
+    grpc_port: int = 8500
+    rest_port: int = 8501
+    poll_seconds: float = 1.0
+    warmup: bool = True
+    model_threads: int = 2          # threads for model calls too big to run on the loop
+    inline_max_rows: int = 64       # calls of at most this many rows run on the loop
+    limits: Limits = Limits()
+    enable_batching: bool = False
+    batch_timeout_micros: int = 0   # 0: merge the requests read in the same pass of the loop
+    max_batch_rows: int = 256
+    workers: int = 1                # server processes on the same ports (serving/workers.py)
+
+    def __post_init__(self):
+        for name in ("model_threads", "workers", "max_batch_rows"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("inline_max_rows", "batch_timeout_micros", "poll_seconds"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")

@@ -1,0 +1,155 @@
+"""`movierec serve --workers N`: N server processes on the same two ports.
+
+One Python process runs a request's front-end work (parsing, JSON or protos, routing) on
+one core, because of the GIL. `--workers N` starts N worker processes, each a whole
+`ModelServer` with its own models and serving loop, that listen on the same gRPC and REST
+ports with SO_REUSEPORT: the kernel spreads new connections over them. This supervisor
+process loads no model and imports no TensorFlow; it starts the workers, waits until each
+one serves, restarts a worker that dies (after a second, with its exit code in the log),
+and stops them all on SIGTERM / Ctrl-C.
+
+What is per worker: each loads and polls the model versions itself, so during a version
+swap one connection may see the new version a poll interval before another. Prometheus
+counts are shared: each worker publishes its counts to a folder once a second and a scrape
+of any worker sums them all (`serving.metrics`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import queue
+import shutil
+import signal
+import socket
+import tempfile
+import threading
+import time
+
+from movierec.serving.model_config import ModelSpec
+from movierec.serving.options import ServerOptions
+
+log = logging.getLogger(__name__)
+
+START_TIMEOUT_SECONDS = 600.0   # loading and warming up every model of a worker
+RESTART_DELAY_SECONDS = 1.0
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _worker_main(specs, options, index, metrics_dir, ready) -> None:
+    """A worker process: one ModelServer until SIGTERM (Ctrl-C is the supervisor's to act on).
+
+    Stopping is by signal, not by a shared multiprocessing.Event: Event.set() waits for
+    every waiter to wake, and hangs for good on a worker that was killed while waiting."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *a: stop.set())
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s %(levelname)s worker-{index} %(name)s: %(message)s")
+    from movierec.serving.server import ModelServer  # noqa: PLC0415 - TensorFlow in the worker only
+
+    server = ModelServer(specs, options, reuse_port=True, metrics_share=(metrics_dir, f"worker-{index}"))
+    try:
+        server.start()
+    except BaseException as e:
+        ready.put((index, None, f"{type(e).__name__}: {e}"))
+        raise
+    ready.put((index, os.getpid(), None))
+    stop.wait()
+    server.stop()
+
+
+class WorkerPool:
+    """Starts, watches and stops the worker processes (see the module doc)."""
+
+    def __init__(self, specs: list[ModelSpec], options: ServerOptions):
+        if options.workers < 2:
+            raise ValueError(f"a worker pool needs workers >= 2, got {options.workers}")
+        # port 0 (tests): pick the ports here so that every worker binds the same ones
+        self.options = dataclasses.replace(options, grpc_port=options.grpc_port or _free_port(options.host),
+                                           rest_port=options.rest_port or _free_port(options.host))
+        self.specs = specs
+        self.grpc_port, self.rest_port = self.options.grpc_port, self.options.rest_port
+        self._ctx = multiprocessing.get_context("spawn")   # never fork a process with TF threads
+        self._ready = self._ctx.Queue()
+        self._metrics_dir = tempfile.mkdtemp(prefix="movierec-metrics-")
+        self.processes: dict[int, multiprocessing.Process] = {}
+        self.restarts = 0
+
+    def _spawn(self, index: int) -> None:
+        p = self._ctx.Process(target=_worker_main, name=f"movierec-worker-{index}", daemon=False,
+                              args=(self.specs, self.options, index, self._metrics_dir, self._ready))
+        p.start()
+        self.processes[index] = p
+
+    def _await_ready(self, indexes: set[int]) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        waiting = set(indexes)
+        while waiting:
+            try:
+                index, pid, error = self._ready.get(timeout=min(1.0, max(deadline - time.monotonic(), 0.01)))
+            except queue.Empty:
+                dead = [i for i in waiting if not self.processes[i].is_alive()]
+                if dead:
+                    raise RuntimeError(f"worker {dead[0]} exited with code {self.processes[dead[0]].exitcode} "
+                                       "before serving (see its log above)") from None
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"workers {sorted(waiting)} did not start within "
+                                       f"{START_TIMEOUT_SECONDS:.0f} s") from None
+                continue
+            if error is not None:
+                raise RuntimeError(f"worker {index} could not start: {error}")
+            waiting.discard(index)
+
+    def start(self) -> "WorkerPool":
+        try:
+            for i in range(self.options.workers):
+                self._spawn(i)
+            self._await_ready(set(range(self.options.workers)))
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def supervise(self, stop_requested) -> None:
+        """Until stop_requested() is true: restart workers that exit."""
+        while not stop_requested():
+            sentinels = {p.sentinel: i for i, p in self.processes.items()}
+            ended = multiprocessing.connection.wait(list(sentinels), timeout=0.5)
+            for sentinel in ended:
+                if stop_requested():
+                    return
+                index = sentinels[sentinel]
+                self.processes[index].join(timeout=5)
+                log.error("worker %d (pid %d) exited with code %s; restarting it", index,
+                          self.processes[index].pid, self.processes[index].exitcode)
+                time.sleep(RESTART_DELAY_SECONDS)
+                self._spawn(index)
+                self.restarts += 1
+                try:
+                    self._await_ready({index})
+                except RuntimeError as e:
+                    log.error("%s", e)
+
+    def stop(self) -> None:
+        for p in self.processes.values():
+            if p.is_alive():
+                p.terminate()   # SIGTERM: the worker stops its server and exits
+        for p in self.processes.values():
+            p.join(timeout=30)
+            if p.is_alive():
+                p.kill()
+                p.join()
+        shutil.rmtree(self._metrics_dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
