@@ -32,3 +32,30 @@ def test_recommend_against_no_server_is_a_clear_error(capsys):
 def test_report_before_any_run(tmp_path, capsys):
     assert cli.main(["report", "--output-dir", str(tmp_path)]) == cli.EXIT_DATA_ERROR
     assert "run `movierec run` first" in capsys.readouterr().err
+
+
+def test_serve_refuses_bad_server_settings_naming_them(tmp_path, capsys):
+    base = tmp_path / "half"
+    base.mkdir()   # no version yet: the settings are checked before anything is served
+    for flags, message in ((["--workers", "0"], "workers must be >= 1, got 0"),
+                           (["--model-threads", "0"], "model_threads must be >= 1, got 0"),
+                           (["--inline-max-rows", "-1"], "inline_max_rows must be >= 0, got -1"),
+                           (["--batch_timeout_micros", "-5"], "batch_timeout_micros must be >= 0, got -5"),
+                           (["--max-concurrent-requests", "0"], "max_concurrent_requests must be > 0, got 0")):
+        code = cli.main(["serve", "--model_name", "half", "--model_base_path", str(base), *flags])
+        assert code == cli.EXIT_DATA_ERROR, flags
+        assert message in capsys.readouterr().err, flags
+
+
+def test_serve_on_a_port_in_use_says_so(tmp_path, capsys):
+    base = tmp_path / "half"
+    base.mkdir()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code = cli.main(["serve", "--model_name", "half", "--model_base_path", str(base),
+                         "--port", "0", "--rest_api_port", str(port), "--file_system_poll_wait_seconds", "0"])
+    assert code == cli.EXIT_DATA_ERROR
+    err = capsys.readouterr().err
+    assert "error: serve:" in err and str(port) in err, err
