@@ -201,6 +201,9 @@ class HttpConnection(asyncio.Protocol):
         self.buffer += data
         if not self.busy:
             self._next()
+        elif len(self.buffer) > self.api.core.limits.max_body_bytes + MAX_HEAD_BYTES:
+            # more pipelined requests than one request can be: stop reading until answered
+            self.transport.pause_reading()
 
     def eof_received(self):
         self.eof = True
@@ -259,6 +262,8 @@ class HttpConnection(asyncio.Protocol):
 
     def _answered(self, task: asyncio.Task, keep_alive: bool) -> None:
         self.busy = False
+        if self.transport is not None and not self.transport.is_closing() and not self.transport.is_reading():
+            self.transport.resume_reading()
         if task.cancelled():
             self._close()
             return
