@@ -116,3 +116,69 @@ def test_request_past_its_deadline_is_not_run_and_answers_504():
         conn.request("POST", "/v1/models/half:predict", json.dumps({"instances": [[1.0]]}))
         r = conn.getresponse()
         assert r.status == 504 and "Deadline exceeded" in json.loads(r.read())["error"]
+
+
+def _loop_core(**kwargs):
+    """A PredictionCore as the server makes it (model threads, loop batching), no server."""
+    import concurrent.futures
+
+    from movierec.serving.manager import ModelManager
+    from movierec.serving.model_config import ModelSpec
+    from movierec.serving.service import PredictionCore
+
+    manager = ModelManager([ModelSpec("half", os.path.dirname(MODEL))], poll_seconds=0)
+    manager.poll_once()
+    executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="model")
+    return PredictionCore(manager, executor=executor, **kwargs), executor
+
+
+def test_loop_batching_merges_the_requests_of_one_pass_and_splits_them_back():
+    import asyncio
+
+    from movierec.serving.options import BatchingOptions
+
+    core, executor = _loop_core(batching=BatchingOptions(max_batch_rows=256, timeout_micros=0))
+    servable = CountingServable(core.manager.servable("half", None, None))
+    inputs = [{"x": np.array([[float(i)], [i + 0.5]], np.float32)} for i in range(8)]
+    bad = {"x": np.array([[1.0, 2.0]], np.float32)}   # wrong shape: fails alone
+
+    async def run():
+        return await asyncio.gather(*[core.predict_async(servable, "", x) for x in inputs],
+                                    core.predict_async(servable, "", bad), return_exceptions=True)
+
+    try:
+        *good, failed = asyncio.run(run())
+    finally:
+        executor.shutdown()
+    for i, out in enumerate(good):
+        np.testing.assert_allclose(out["y"], [[0.5 * i + 2], [0.5 * (i + 0.5) + 2]])
+    assert isinstance(failed, ServingError) and failed.code.name == "INVALID_ARGUMENT"
+    # the 8 good requests went in one merged call (16 rows); the bad one, whose shape
+    # differs, in its own group
+    assert 16 in servable.rows and core.loop_batcher.calls == 1 and core.loop_batcher.requests == 9
+
+
+def test_small_calls_run_on_the_loop_and_big_ones_on_a_model_thread():
+    import asyncio
+
+    core, executor = _loop_core(inline_max_rows=4)
+    threads = []
+
+    class Recording(CountingServable):
+        def predict(self, signature_name, inputs, output_filter=()):
+            threads.append(threading.current_thread().name)
+            return super().predict(signature_name, inputs, output_filter)
+
+    servable = Recording(core.manager.servable("half", None, None))
+
+    async def run():
+        small = await core.predict_async(servable, "", {"x": np.ones((4, 1), np.float32)})
+        big = await core.predict_async(servable, "", {"x": np.ones((5, 1), np.float32)})
+        return small, big
+
+    try:
+        small, big = asyncio.run(run())
+    finally:
+        executor.shutdown()
+    assert small["y"].tolist() == [[2.5]] * 4 and big["y"].tolist() == [[2.5]] * 5
+    assert threads[0] == "MainThread" and threads[1].startswith("model")
