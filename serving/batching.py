@@ -6,32 +6,25 @@ signature call along the batch dimension and the outputs are split back per requ
 One top-10 call on 8 users costs about 0.5 ms against 0.35 ms for one user, so under
 concurrency the server does several times less work per request.
 
-Two schedulers share the grouping (`group_key`) and the merged call (`run_group`):
-* `LoopBatcher`, the server's, on its asyncio loop: requests that arrive within
-  `timeout_micros` of a group's first one (0: those read in the same pass of the loop) are
-  merged, up to `max_batch_size` rows; the merged call is made by the server's `run`
-  function (inline on the loop when small, else in a model thread).
-* `Batcher`, for callers on threads: leader/follower, no extra thread. The first request
-  of a group waits up to `timeout_micros` for company (or until `max_batch_size` rows),
-  then runs the merged call.
+`LoopBatcher` runs on the server's asyncio loop: requests that arrive within
+`timeout_micros` of a group's first one (0: those read in the same pass of the loop) are
+merged, up to `max_batch_size` rows; the merged call (`run_group`) is made by the server's
+`run` function (inline on the loop when small, else in a model thread).
 If a merged call fails, each request of the group is run alone, so one bad request never
 fails its neighbours and every request gets its own answer or error.
 """
 from __future__ import annotations
 
 import asyncio
-import threading
-import time
 
 import numpy as np
 
 
 class _Pending:
-    __slots__ = ("inputs", "rows", "done", "result", "error")
+    __slots__ = ("inputs", "rows", "result", "error")
 
     def __init__(self, inputs: dict, rows: int):
         self.inputs, self.rows = inputs, rows
-        self.done = threading.Event()
         self.result = None
         self.error = None
 
@@ -62,81 +55,38 @@ def batch_rows(inputs: dict) -> int:
 
 
 def run_group(servable, signature_name, output_filter, group: list[_Pending]) -> None:
-    """One merged call for `group`, results split back; on failure one call per request.
-    Sets each request's `result` or `error`, then its `done`."""
+    """One merged call for `group`, results split back; if the merged call fails, one call
+    per request. Sets each request's `result` or `error`."""
+    if len(group) > 1 and _merged_call(servable, signature_name, output_filter, group):
+        return
+    for p in group:
+        try:
+            p.result = servable.predict(signature_name, p.inputs, output_filter)
+        except Exception as e:  # noqa: BLE001 - handed to that request's caller
+            p.error = e
+
+
+def _merged_call(servable, signature_name, output_filter, group: list[_Pending]) -> bool:
+    """Sets every `result` from one call on the concatenated inputs; False if that call
+    failed (the caller then runs each request alone, so each gets its own error)."""
+    merged = {}
+    for alias, first in group[0].inputs.items():
+        if first.ndim == 0 or first.shape[0] == 0:  # a scalar, or an empty optional input
+            merged[alias] = first
+        else:
+            merged[alias] = np.concatenate([p.inputs[alias] for p in group], axis=0)
+    total = sum(p.rows for p in group)
     try:
-        if len(group) == 1:
-            group[0].result = servable.predict(signature_name, group[0].inputs, output_filter)
-        else:
-            merged = {}
-            for alias, first in group[0].inputs.items():
-                if first.ndim == 0:
-                    merged[alias] = first
-                elif first.shape[0] == 0:  # an empty optional input (e.g. no exclusions)
-                    merged[alias] = first
-                else:
-                    merged[alias] = np.concatenate([p.inputs[alias] for p in group], axis=0)
-            total = sum(p.rows for p in group)
-            outputs = servable.predict(signature_name, merged, output_filter)
-            if any(np.ndim(v) == 0 or np.shape(v)[0] != total for v in outputs.values()):
-                raise ValueError("outputs without a batch dimension cannot be split")
-            start = 0
-            for p in group:
-                p.result = {a: v[start:start + p.rows] for a, v in outputs.items()}
-                start += p.rows
-    except Exception:  # noqa: BLE001 - fall back to one call per request, each with its own error
-        for p in group:
-            try:
-                p.result = servable.predict(signature_name, p.inputs, output_filter)
-            except Exception as e:  # noqa: BLE001 - handed to that request's caller
-                p.error = e
-    finally:
-        for p in group:
-            p.done.set()
-
-
-class Batcher:
-    def __init__(self, max_batch_size: int = 256, timeout_micros: int = 500):
-        if max_batch_size < 1 or timeout_micros < 0:
-            raise ValueError(f"max_batch_size must be >= 1 and timeout_micros >= 0, got "
-                             f"{max_batch_size}, {timeout_micros}")
-        self.max_batch_size = max_batch_size
-        self.timeout = timeout_micros / 1e6
-        self._lock = threading.Lock()
-        self._groups: dict[tuple, list[_Pending]] = {}
-        self.calls = 0      # merged signature calls made (for tests and metrics)
-        self.requests = 0   # requests answered through the batcher
-
-    def predict(self, servable, signature_name: str, inputs: dict, output_filter=()) -> dict:
-        inputs = {a: np.asarray(v) for a, v in inputs.items()}
-        key = group_key(servable, signature_name, inputs, output_filter)
-        if key is None:
-            return servable.predict(signature_name, inputs, output_filter)
-        me = _Pending(inputs, batch_rows(inputs))
-        with self._lock:
-            group = self._groups.get(key)
-            leader = group is None
-            if leader:
-                group = self._groups[key] = []
-            group.append(me)
-        if not leader:
-            me.done.wait()
-        else:
-            deadline = time.perf_counter() + self.timeout
-            while time.perf_counter() < deadline:
-                with self._lock:
-                    if sum(p.rows for p in group) >= self.max_batch_size:
-                        break
-                time.sleep(min(0.0001, max(deadline - time.perf_counter(), 0)))
-            with self._lock:
-                del self._groups[key]
-            if len(group) > 1:
-                self.calls += 1
-            self.requests += len(group)
-            run_group(servable, signature_name, output_filter, group)
-        if me.error is not None:
-            raise me.error
-        return me.result
+        outputs = servable.predict(signature_name, merged, output_filter)
+    except Exception:  # noqa: BLE001 - any failure: answer the requests one by one
+        return False
+    if any(np.ndim(v) == 0 or np.shape(v)[0] != total for v in outputs.values()):
+        return False   # outputs without a batch dimension cannot be split
+    start = 0
+    for p in group:
+        p.result = {a: v[start:start + p.rows] for a, v in outputs.items()}
+        start += p.rows
+    return True
 
 
 class LoopBatcher:

@@ -183,6 +183,7 @@ class HttpConnection(asyncio.Protocol):
         self.closing = False
         self.discarding = False  # answered and closing: input is read and dropped
         self.eof = False         # the client half-closed: answer what was read, then close
+        self.head = None         # the parsed head of a request whose body is still arriving
 
     def connection_made(self, transport):
         self.transport = transport
@@ -217,48 +218,57 @@ class HttpConnection(asyncio.Protocol):
             self.transport.close()
 
     def _next(self) -> None:
-        """Starts answering the next complete request in the buffer, if there is one."""
+        """Starts answering the next complete request in the buffer, if there is one. The
+        head is parsed once; while its body arrives, later calls only count bytes."""
         if self.closing:
             return
+        if self.head is None:
+            self.head = self._read_head()
+            if self.head is None:
+                return
+        method, target, keep_alive, body_start, length = self.head
+        if len(self.buffer) < body_start + length:
+            return   # wait for the rest of the body
+        body = bytes(self.buffer[body_start:body_start + length])
+        del self.buffer[:body_start + length]
+        self.head = None
+        self.busy = True
+        task = asyncio.ensure_future(self.api.handle(method, target, body, time.monotonic()))
+        task.add_done_callback(lambda t: self._answered(t, keep_alive))
+
+    def _read_head(self) -> tuple | None:
+        """(method, target, keep_alive, body start, body length) of the request at the start
+        of the buffer; None while incomplete, or after answering a head that cannot be served."""
         end = self.buffer.find(b"\r\n\r\n")
-        if end < 0:
-            if len(self.buffer) > MAX_HEAD_BYTES:
-                self._reply_and_close(431, f"Request head larger than {MAX_HEAD_BYTES} bytes")
-            return
-        if end > MAX_HEAD_BYTES:
+        if end < 0 and len(self.buffer) <= MAX_HEAD_BYTES:
+            return None
+        if end < 0 or end > MAX_HEAD_BYTES:
             self._reply_and_close(431, f"Request head larger than {MAX_HEAD_BYTES} bytes")
-            return
+            return None
         try:
             method, target, version, headers = _parse_head(bytes(self.buffer[:end]))
         except _BadRequest as e:
             self._reply_and_close(e.status, e.message)
-            return
+            return None
         connection = headers.get("connection", "").lower()
         keep_alive = ("close" not in connection) if version == "HTTP/1.1" else ("keep-alive" in connection)
         if "transfer-encoding" in headers:
             self._reply_and_close(400, "Content-Length header is required (chunked bodies are not supported)")
-            return
+            return None
         length = headers.get("content-length")
         if length is None:
             if method == "POST":
                 self._reply_and_close(400, "Content-Length header is required")
-                return
-            length = 0
-        elif not length.isdigit():
+                return None
+            length = "0"
+        if not length.isdigit():
             self._reply_and_close(400, f"Bad Content-Length: {length[:30]!r}")
-            return
-        length = int(length)
+            return None
         limit = self.api.core.limits.max_body_bytes
-        if length > limit:
+        if int(length) > limit:
             self._reply_and_close(429, f"Request body of {length} bytes is larger than the limit {limit}")
-            return
-        if len(self.buffer) < end + 4 + length:
-            return   # wait for the rest of the body
-        body = bytes(self.buffer[end + 4:end + 4 + length])
-        del self.buffer[:end + 4 + length]
-        self.busy = True
-        task = asyncio.ensure_future(self.api.handle(method, target, body, time.monotonic()))
-        task.add_done_callback(lambda t: self._answered(t, keep_alive))
+            return None
+        return method, target, keep_alive, end + 4, int(length)
 
     def _answered(self, task: asyncio.Task, keep_alive: bool) -> None:
         self.busy = False

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 import grpc
 import numpy as np
 
-from movierec.serving.batching import Batcher, LoopBatcher, run_group
+from movierec.serving.batching import LoopBatcher, run_group
 from movierec.serving.errors import ServingError, invalid_argument
 from movierec.serving.manager import ModelManager
 from movierec.serving.metrics import Metrics, read_published
@@ -29,14 +29,11 @@ from movierec.serving.options import BatchingOptions, Limits
 
 class PredictionCore:
     def __init__(self, manager: ModelManager, limits: Limits = Limits(), metrics: Metrics | None = None,
-                 batcher: Batcher | None = None, executor: concurrent.futures.Executor | None = None,
-                 inline_max_rows: int = 64, batching: BatchingOptions | None = None):
-        """batcher: thread batching for `predict_on`; executor, inline_max_rows and batching:
-        how `predict_async` runs calls (no executor: every call inline)."""
-        if inline_max_rows < 0:
-            raise ValueError(f"inline_max_rows must be >= 0, got {inline_max_rows}")
+                 executor: concurrent.futures.Executor | None = None, inline_max_rows: int = 64,
+                 batching: BatchingOptions | None = None):
+        """executor, inline_max_rows and batching: how `predict_async` runs calls (module doc;
+        no executor: every call inline)."""
         self.manager = manager
-        self.batcher = batcher
         self.limits = limits
         self.metrics = metrics or Metrics()
         self.executor = executor
@@ -83,42 +80,27 @@ class PredictionCore:
                 raise invalid_argument(f"input '{alias}' has batch size {shape[0]}, more than the "
                                        f"maximum {self.limits.max_batch_size}")
 
-    def predict(self, name: str, version: int | None, label: str | None, signature_name: str,
-                inputs: dict, output_filter=(), deadline: float | None = None):
-        self.check_batch(inputs)
-        servable = self.manager.servable(name, version, label)
-        return servable, self.predict_on(servable, signature_name, inputs, output_filter, deadline)
-
-    def predict_on(self, servable, signature_name: str, inputs: dict, output_filter=(),
-                   deadline: float | None = None) -> dict:
-        """Predict on an already resolved servable (through the batcher when enabled).
+    async def predict_async(self, servable, signature_name: str, inputs: dict, output_filter=(),
+                            deadline: float | None = None) -> dict:
+        """Predict on an already resolved servable: inline, batched or on a model thread.
 
         deadline: `time.monotonic()` by which the model must start; past it the request ends
         with DEADLINE_EXCEEDED (HTTP 504) instead of using the model for an answer nobody
         waits for. A model call that has started is not interrupted (nor is it in TF Serving).
         """
         _check_deadline(deadline)
-        if self.batcher is not None:
-            return self.batcher.predict(servable, signature_name, inputs, output_filter)
-        return servable.predict(signature_name, inputs, output_filter)
-
-    async def predict_async(self, servable, signature_name: str, inputs: dict, output_filter=(),
-                            deadline: float | None = None) -> dict:
-        """`predict_on` for the server's loop: inline, batched or on a model thread (module doc)."""
-        _check_deadline(deadline)
         if self.loop_batcher is not None:
             return await self.loop_batcher.submit(servable, signature_name, inputs, output_filter)
-        if self.executor is None or _rows(inputs) <= self.inline_max_rows:
-            return servable.predict(signature_name, inputs, output_filter)
-        return await asyncio.get_running_loop().run_in_executor(
-            self.executor, servable.predict, signature_name, inputs, output_filter)
+        return await self._call(_rows(inputs), servable.predict, signature_name, inputs, output_filter)
 
     async def _run_group(self, servable, signature_name, output_filter, group, rows: int) -> None:
+        await self._call(rows, run_group, servable, signature_name, output_filter, group)
+
+    async def _call(self, rows: int, fn, *args):
+        """fn(*args) on the loop when `rows` is small enough, else on a model thread."""
         if self.executor is None or rows <= self.inline_max_rows:
-            run_group(servable, signature_name, output_filter, group)
-        else:
-            await asyncio.get_running_loop().run_in_executor(
-                self.executor, run_group, servable, signature_name, output_filter, group)
+            return fn(*args)
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
     def metadata(self, name: str, version: int | None, label: str | None):
         return self.manager.servable(name, version, label)

@@ -104,3 +104,17 @@ def test_malformed_requests_get_a_json_error_naming_the_problem(server, raw, sta
 
 def test_the_server_answers_normally_after_the_malformed_ones(server):
     assert [s for s, _, _ in responses(exchange(server, predict(headers=b"Connection: close\r\n")))] == [200]
+
+
+def test_a_request_arriving_in_pieces_is_answered_once_complete(server):
+    import time
+
+    raw = predict(headers=b"Connection: close\r\n")
+    with socket.create_connection(("127.0.0.1", server.rest_port), timeout=20) as c:
+        for i in range(0, len(raw), 7):   # the head and the body in 7-byte pieces
+            c.sendall(raw[i:i + 7])
+            time.sleep(0.002)
+        data = b""
+        while chunk := c.recv(1 << 16):
+            data += chunk
+    assert [(s, b) for s, _, b in responses(data)] == [(200, {"predictions": [[2.5]]})]
