@@ -476,6 +476,8 @@ def _cmd_serve(args) -> int:
     from movierec.serving.options import Limits, ServerOptions  # noqa: PLC0415
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *a: stop.set())   # before starting: a worker pool is never orphaned
     try:
         options = ServerOptions(host=args.host, grpc_port=args.port, rest_port=args.rest_api_port,
                                 poll_seconds=args.file_system_poll_wait_seconds, warmup=not args.no_warmup,
@@ -484,50 +486,29 @@ def _cmd_serve(args) -> int:
                                 enable_batching=args.enable_batching, batch_timeout_micros=args.batch_timeout_micros,
                                 model_threads=args.model_threads, inline_max_rows=args.inline_max_rows,
                                 workers=args.workers)
-        if options.workers > 1:
-            return _serve_workers(specs, options)
-        from movierec.serving.server import ModelServer  # noqa: PLC0415
-        server = ModelServer(specs, options).start()
-    except (ValueError, OSError) as e:
+        if options.workers > 1:   # a supervisor (no TensorFlow here) and N serving processes
+            from movierec.serving.workers import WorkerPool  # noqa: PLC0415
+            running = WorkerPool(specs, options).start()
+            wait, how = running.supervise, f" with {options.workers} worker processes"
+        else:
+            from movierec.serving.server import ModelServer  # noqa: PLC0415
+            running = ModelServer(specs, options).start()
+            wait, how = (lambda stopped: stop.wait()), ""
+            for spec in specs:
+                rows = running.manager.version_entries(spec.name)
+                states = ", ".join(f"v{e.version} {e.state}" + (f" ({e.error.message})" if e.error else "")
+                                   for e in rows)
+                print(f"model {spec.name} <- {spec.base_path}: {states or 'no versions yet'}", flush=True)
+    except (ValueError, OSError, RuntimeError) as e:
         print(f"error: serve: {e}", file=sys.stderr)
         return EXIT_DATA_ERROR
-    for spec in specs:
-        rows = server.manager.version_entries(spec.name)
-        states = ", ".join(f"v{e.version} {e.state}" + (f" ({e.error.message})" if e.error else "") for e in rows)
-        print(f"model {spec.name} <- {spec.base_path}: {states or 'no versions yet'}", flush=True)
-    print(f"serving gRPC on {args.host}:{server.grpc_port}, REST on http://{args.host}:{server.rest_port} "
-          "(Ctrl-C stops)", flush=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *a: stop.set())
+    print(f"serving gRPC on {args.host}:{running.grpc_port}, REST on http://{args.host}:{running.rest_port}"
+          f"{how} (Ctrl-C stops)", flush=True)
     try:
-        stop.wait()
+        wait(stop.is_set)
     except KeyboardInterrupt:
         pass
-    server.stop()
-    return 0
-
-
-def _serve_workers(specs, options) -> int:
-    """`serve --workers N`: a supervisor process (no TensorFlow) and N serving processes."""
-    import signal  # noqa: PLC0415
-    import threading  # noqa: PLC0415
-
-    from movierec.serving.workers import WorkerPool  # noqa: PLC0415
-
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *a: stop.set())
-    try:
-        pool = WorkerPool(specs, options).start()
-    except RuntimeError as e:
-        print(f"error: serve: {e}", file=sys.stderr)
-        return EXIT_DATA_ERROR
-    print(f"serving gRPC on {options.host}:{pool.grpc_port}, REST on http://{options.host}:{pool.rest_port} "
-          f"with {options.workers} worker processes (Ctrl-C stops)", flush=True)
-    try:
-        pool.supervise(stop.is_set)
-    except KeyboardInterrupt:
-        pass
-    pool.stop()
+    running.stop()
     return 0
 
 

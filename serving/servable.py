@@ -43,12 +43,11 @@ def read_signature_defs(path: str) -> dict[str, meta_graph_pb2.SignatureDef]:
 
 class _Input:
     """One SignatureDef input, read out of its proto once (proto field access is slow)."""
-    __slots__ = ("alias", "feed", "dtype", "numpy_dtype", "dims")
+    __slots__ = ("alias", "feed", "dtype", "dims")
 
     def __init__(self, alias: str, info: meta_graph_pb2.TensorInfo):
         self.alias, self.feed = alias, info.name
         self.dtype = tf.dtypes.as_dtype(info.dtype)
-        self.numpy_dtype = np.dtype(object) if self.dtype == tf.string else np.dtype(self.dtype.as_numpy_dtype)
         shape = info.tensor_shape
         self.dims = None if shape.unknown_rank else tuple(d.size for d in shape.dim)
 
@@ -169,9 +168,7 @@ class Servable:
         for spec in specs:   # sorted by alias
             alias = spec.alias
             if alias in inputs:
-                value = inputs[alias]
-                if type(value) is not np.ndarray or value.dtype != spec.numpy_dtype or value.dtype == object:
-                    value = _as_dtype(alias, value, spec.dtype)
+                value = _as_dtype(alias, inputs[alias], spec.dtype)
             elif alias in self._defaults[name]:
                 value = self._defaults[name][alias]
             else:

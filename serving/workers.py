@@ -19,7 +19,6 @@ import dataclasses
 import logging
 import multiprocessing
 import multiprocessing.connection
-import os
 import queue
 import shutil
 import signal
@@ -58,9 +57,9 @@ def _worker_main(specs, options, index, metrics_dir, ready) -> None:
     try:
         server.start()
     except BaseException as e:
-        ready.put((index, None, f"{type(e).__name__}: {e}"))
+        ready.put((index, f"{type(e).__name__}: {e}"))
         raise
-    ready.put((index, os.getpid(), None))
+    ready.put((index, None))
     stop.wait()
     server.stop()
 
@@ -75,12 +74,19 @@ class WorkerPool:
         self.options = dataclasses.replace(options, grpc_port=options.grpc_port or _free_port(options.host),
                                            rest_port=options.rest_port or _free_port(options.host))
         self.specs = specs
-        self.grpc_port, self.rest_port = self.options.grpc_port, self.options.rest_port
         self._ctx = multiprocessing.get_context("spawn")   # never fork a process with TF threads
         self._ready = self._ctx.Queue()
         self._metrics_dir = tempfile.mkdtemp(prefix="movierec-metrics-")
         self.processes: dict[int, multiprocessing.Process] = {}
         self.restarts = 0
+
+    @property
+    def grpc_port(self) -> int:
+        return self.options.grpc_port
+
+    @property
+    def rest_port(self) -> int:
+        return self.options.rest_port
 
     def _spawn(self, index: int) -> None:
         p = self._ctx.Process(target=_worker_main, name=f"movierec-worker-{index}", daemon=False,
@@ -93,7 +99,7 @@ class WorkerPool:
         waiting = set(indexes)
         while waiting:
             try:
-                index, pid, error = self._ready.get(timeout=min(1.0, max(deadline - time.monotonic(), 0.01)))
+                index, error = self._ready.get(timeout=min(1.0, max(deadline - time.monotonic(), 0.01)))
             except queue.Empty:
                 dead = [i for i in waiting if not self.processes[i].is_alive()]
                 if dead:
