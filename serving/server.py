@@ -70,7 +70,8 @@ class ModelServer:
 
     async def _start_front_ends(self) -> None:
         o = self.options
-        self._grpc, self.grpc_port = await start_grpc_server(self.core, o.host, o.grpc_port, self.reuse_port)
+        self._grpc = await start_grpc_server(self.core, o.host, o.grpc_port, self.reuse_port)
+        self.grpc_port = self._grpc.port
         self._rest = await start_rest_server(self.core, o.host, o.rest_port, self.reuse_port)
         self.rest_port = self._rest.port
         if self.core.metrics_share is not None:
