@@ -8,6 +8,8 @@ ServingError with the status TF Serving gives.
 """
 from __future__ import annotations
 
+import socket
+
 import grpc
 import numpy as np
 import tensorflow as tf
@@ -17,6 +19,7 @@ from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
 from movierec.serving import protos
 from movierec.serving.errors import ServingError, invalid_argument
 from movierec.serving.grpc_transport import GrpcServer, UnaryMethod, start_grpc_transport
+from movierec.serving.listener import Balance
 from movierec.serving.service import PredictionCore
 
 
@@ -160,11 +163,7 @@ def methods(core: PredictionCore) -> dict[str, UnaryMethod]:
     }
 
 
-async def start_grpc_server(core: PredictionCore, host: str, port: int, reuse_port: bool = False) -> GrpcServer:
-    """Listens on (host, port) on the running loop; port 0 picks a free port; reuse_port:
-    share the port with other worker processes (SO_REUSEPORT; off, a port in use is an
-    error instead of a silently shared port)."""
-    try:
-        return await start_grpc_transport(methods(core), host, port, core.limits.max_body_bytes, reuse_port)
-    except OSError as e:
-        raise OSError(f"could not bind gRPC to {host}:{port}: {e.strerror or e}") from e
+async def start_grpc_server(core: PredictionCore, sock: socket.socket, balance: Balance | None = None) -> GrpcServer:
+    """Serves TF Serving's gRPC services on a listening socket (`listener.listen_socket`)
+    from the running loop; balance: share connections with other worker processes."""
+    return await start_grpc_transport(methods(core), sock, core.limits.max_body_bytes, balance)

@@ -1,6 +1,6 @@
 """gRPC's wire protocol for unary calls over HTTP/2 (RFC 9113), on the server's asyncio loop.
 
-    server = await start_grpc_transport(methods, host, port, limits)   # methods: {path: UnaryMethod}
+    server = await start_grpc_transport(methods, listen_socket(host, port, "gRPC"), max_message_bytes)
     ...
     await server.stop(grace=2)
 
@@ -38,6 +38,7 @@ import grpc
 import hpack
 
 from movierec.serving.errors import ServingError
+from movierec.serving.listener import Balance, Listener
 
 log = logging.getLogger(__name__)
 
@@ -616,13 +617,13 @@ class GrpcConnection(asyncio.Protocol):
 
 
 class GrpcServer:
-    """The listening socket, its methods and its open connections."""
+    """The listener, its methods and its open connections."""
 
     def __init__(self, methods: dict[str, UnaryMethod], max_message_bytes: int):
         self.methods = {path.encode("ascii"): m for path, m in methods.items()}
         self.max_message_bytes = max_message_bytes
         self.connections: set[GrpcConnection] = set()
-        self.server: asyncio.base_events.Server | None = None
+        self.listener: Listener | None = None
         self.port: int | None = None
         self._idle = asyncio.Event()
 
@@ -633,7 +634,8 @@ class GrpcServer:
     async def stop(self, grace: float) -> None:
         """Stops accepting, tells every client (GOAWAY), waits up to `grace` seconds for
         the calls in flight, then closes the connections."""
-        self.server.close()
+        self.listener.close()
+        self.listener.sock.close()
         for conn in list(self.connections):
             conn.goaway()
         self._idle.clear()
@@ -644,15 +646,13 @@ class GrpcServer:
             log.warning("gRPC stop: calls still running after %.1f s are dropped", grace)
         for conn in list(self.connections):
             conn.close()
-        await self.server.wait_closed()
 
 
-async def start_grpc_transport(methods: dict[str, UnaryMethod], host: str, port: int, max_message_bytes: int,
-                               reuse_port: bool = False) -> GrpcServer:
-    """Listens on (host, port) on the running loop; port 0 picks a free port; reuse_port:
-    share the port with other worker processes (SO_REUSEPORT)."""
+async def start_grpc_transport(methods: dict[str, UnaryMethod], sock: socket.socket, max_message_bytes: int,
+                               balance: Balance | None = None) -> GrpcServer:
+    """Serves `methods` on a listening socket (`listener.listen_socket`) from the running
+    loop; balance: share connections with other worker processes (`listener.Balance`)."""
     server = GrpcServer(methods, max_message_bytes)
-    server.server = await asyncio.get_running_loop().create_server(
-        lambda: GrpcConnection(server), host, port, reuse_address=True, backlog=128, reuse_port=reuse_port)
-    server.port = server.server.sockets[0].getsockname()[1]
+    server.listener = Listener(sock, lambda: GrpcConnection(server), balance)
+    server.port = server.listener.port
     return server

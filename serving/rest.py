@@ -27,6 +27,7 @@ import grpc
 
 from movierec.serving import protos, tensor_json
 from movierec.serving.errors import ServingError, invalid_argument, not_found
+from movierec.serving.listener import Balance, Listener
 from movierec.serving.service import PredictionCore
 
 log = logging.getLogger(__name__)
@@ -312,26 +313,23 @@ class HttpConnection(asyncio.Protocol):
 
 
 class RestServer:
-    """The listening socket and its open connections."""
+    """The listener and its open connections."""
 
-    def __init__(self, server: asyncio.base_events.Server, connections: set):
-        self.server = server
+    def __init__(self, listener: Listener, connections: set):
+        self.listener = listener
         self.connections = connections
-        self.port = server.sockets[0].getsockname()[1]
+        self.port = listener.port
 
     async def close(self) -> None:
-        self.server.close()
+        self.listener.close()
+        self.listener.sock.close()
         for conn in list(self.connections):
             conn._close()
-        await self.server.wait_closed()
 
 
-async def start_rest_server(core: PredictionCore, host: str, port: int, reuse_port: bool = False) -> RestServer:
-    """Listens on (host, port) on the running loop; port 0 picks a free port; reuse_port:
-    share the port with other worker processes (SO_REUSEPORT)."""
+async def start_rest_server(core: PredictionCore, sock: socket.socket, balance: Balance | None = None) -> RestServer:
+    """Serves REST on a listening socket (`listener.listen_socket`) from the running loop;
+    balance: share connections with other worker processes (`listener.Balance`)."""
     api = RestApi(core)
     connections: set = set()
-    server = await asyncio.get_running_loop().create_server(
-        lambda: HttpConnection(api, connections), host, port, reuse_address=True, backlog=128,
-        reuse_port=reuse_port)
-    return RestServer(server, connections)
+    return RestServer(Listener(sock, lambda: HttpConnection(api, connections), balance), connections)

@@ -19,9 +19,11 @@ import asyncio
 import concurrent.futures
 import gc
 import logging
+import socket
 import threading
 
 from movierec.serving.grpc_service import start_grpc_server
+from movierec.serving.listener import Balance, listen_socket
 from movierec.serving.manager import ModelManager
 from movierec.serving.model_config import ModelSpec
 from movierec.serving.rest import start_rest_server
@@ -32,13 +34,16 @@ log = logging.getLogger(__name__)
 
 
 class ModelServer:
-    """One server process. reuse_port and metrics_share are set by `serving.workers` when
-    several processes serve the same ports."""
+    """One server process. sockets (gRPC, REST listening sockets, shared), balance and
+    metrics_share are set by `serving.workers` when several processes serve the same ports;
+    alone, the server binds its own."""
 
     def __init__(self, specs: list[ModelSpec], options: ServerOptions = ServerOptions(), *,
-                 reuse_port: bool = False, metrics_share: tuple[str, str] | None = None):
+                 sockets: tuple[socket.socket, socket.socket] | None = None, balance: Balance | None = None,
+                 metrics_share: tuple[str, str] | None = None):
         self.options = options
-        self.reuse_port = reuse_port
+        self._sockets = sockets
+        self.balance = balance
         self.manager = ModelManager(specs, poll_seconds=options.poll_seconds, run_warmup=options.warmup)
         self._executor = concurrent.futures.ThreadPoolExecutor(options.model_threads, thread_name_prefix="model")
         batching = (BatchingOptions(options.max_batch_rows, options.batch_timeout_micros)
@@ -51,6 +56,13 @@ class ModelServer:
         self.grpc_port = self.rest_port = None
 
     def start(self) -> "ModelServer":
+        if self._sockets is None:
+            grpc_sock = listen_socket(self.options.host, self.options.grpc_port, "gRPC")
+            try:
+                self._sockets = (grpc_sock, listen_socket(self.options.host, self.options.rest_port, "REST"))
+            except OSError:
+                grpc_sock.close()
+                raise
         self.manager.start()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="serving-loop", daemon=True)
@@ -69,10 +81,10 @@ class ModelServer:
         return self
 
     async def _start_front_ends(self) -> None:
-        o = self.options
-        self._grpc = await start_grpc_server(self.core, o.host, o.grpc_port, self.reuse_port)
+        grpc_sock, rest_sock = self._sockets
+        self._grpc = await start_grpc_server(self.core, grpc_sock, self.balance)
         self.grpc_port = self._grpc.port
-        self._rest = await start_rest_server(self.core, o.host, o.rest_port, self.reuse_port)
+        self._rest = await start_rest_server(self.core, rest_sock, self.balance)
         self.rest_port = self._rest.port
         if self.core.metrics_share is not None:
             self._publish_metrics()
@@ -91,6 +103,9 @@ class ModelServer:
             await self._grpc.stop(grace=2)
 
     def stop(self) -> None:
+        for sock in self._sockets or ():
+            if self._grpc is None or self._rest is None:
+                sock.close()   # a start that failed before both front ends took theirs
         if self._loop is not None:
             if self._thread.is_alive():
                 asyncio.run_coroutine_threadsafe(self._stop_front_ends(), self._loop).result(timeout=30)

@@ -2,11 +2,12 @@
 
 One Python process runs a request's front-end work (parsing, JSON or protos, routing) on
 one core, because of the GIL. `--workers N` starts N worker processes, each a whole
-`ModelServer` with its own models and serving loop, that listen on the same gRPC and REST
-ports with SO_REUSEPORT: the kernel spreads new connections over them. This supervisor
-process loads no model and imports no TensorFlow; it starts the workers, waits until each
-one serves, restarts a worker that dies (after a second, with its exit code in the log),
-and stops them all on SIGTERM / Ctrl-C.
+`ModelServer` with its own models and serving loop. This supervisor binds the gRPC and
+REST ports once and every worker accepts on those same sockets, a new connection going to
+the worker with the fewest open ones (`serving.listener`). The supervisor loads no model
+and imports no TensorFlow; it starts the workers, waits until each one serves, restarts a
+worker that dies (after a second, with its exit code in the log), and stops them all on
+SIGTERM / Ctrl-C.
 
 What is per worker: each loads and polls the model versions itself, so during a version
 swap one connection may see the new version a poll interval before another. Prometheus
@@ -22,11 +23,11 @@ import multiprocessing.connection
 import queue
 import shutil
 import signal
-import socket
 import tempfile
 import threading
 import time
 
+from movierec.serving.listener import DEAD, listen_socket
 from movierec.serving.model_config import ModelSpec
 from movierec.serving.options import ServerOptions
 
@@ -36,13 +37,7 @@ START_TIMEOUT_SECONDS = 600.0   # loading and warming up every model of a worker
 RESTART_DELAY_SECONDS = 1.0
 
 
-def _free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-def _worker_main(specs, options, index, metrics_dir, ready) -> None:
+def _worker_main(specs, options, index, sockets, counts, metrics_dir, ready) -> None:
     """A worker process: one ModelServer until SIGTERM (Ctrl-C is the supervisor's to act on).
 
     Stopping is by signal, not by a shared multiprocessing.Event: Event.set() waits for
@@ -51,14 +46,18 @@ def _worker_main(specs, options, index, metrics_dir, ready) -> None:
     signal.signal(signal.SIGTERM, lambda *a: stop.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s %(levelname)s worker-{index} %(name)s: %(message)s")
+    from movierec.serving.listener import Balance  # noqa: PLC0415
     from movierec.serving.server import ModelServer  # noqa: PLC0415 - TensorFlow in the worker only
 
-    server = ModelServer(specs, options, reuse_port=True, metrics_share=(metrics_dir, f"worker-{index}"))
+    balance = Balance(counts, index)
+    server = ModelServer(specs, options, sockets=sockets, balance=balance,
+                         metrics_share=(metrics_dir, f"worker-{index}"))
     try:
         server.start()
     except BaseException as e:
         ready.put((index, f"{type(e).__name__}: {e}"))
         raise
+    balance.serving()
     ready.put((index, None))
     stop.wait()
     server.stop()
@@ -70,11 +69,19 @@ class WorkerPool:
     def __init__(self, specs: list[ModelSpec], options: ServerOptions):
         if options.workers < 2:
             raise ValueError(f"a worker pool needs workers >= 2, got {options.workers}")
-        # port 0 (tests): pick the ports here so that every worker binds the same ones
-        self.options = dataclasses.replace(options, grpc_port=options.grpc_port or _free_port(options.host),
-                                           rest_port=options.rest_port or _free_port(options.host))
+        grpc_sock = listen_socket(options.host, options.grpc_port, "gRPC")
+        try:
+            rest_sock = listen_socket(options.host, options.rest_port, "REST")
+        except OSError:
+            grpc_sock.close()
+            raise
+        self.sockets = (grpc_sock, rest_sock)
+        # port 0 (tests): the ports the sockets got
+        self.options = dataclasses.replace(options, grpc_port=grpc_sock.getsockname()[1],
+                                           rest_port=rest_sock.getsockname()[1])
         self.specs = specs
         self._ctx = multiprocessing.get_context("spawn")   # never fork a process with TF threads
+        self._counts = self._ctx.RawArray("q", [DEAD] * options.workers)   # open connections per worker
         self._ready = self._ctx.Queue()
         self._metrics_dir = tempfile.mkdtemp(prefix="movierec-metrics-")
         self.processes: dict[int, multiprocessing.Process] = {}
@@ -90,7 +97,8 @@ class WorkerPool:
 
     def _spawn(self, index: int) -> None:
         p = self._ctx.Process(target=_worker_main, name=f"movierec-worker-{index}", daemon=False,
-                              args=(self.specs, self.options, index, self._metrics_dir, self._ready))
+                              args=(self.specs, self.options, index, self.sockets, self._counts,
+                                    self._metrics_dir, self._ready))
         p.start()
         self.processes[index] = p
 
@@ -132,6 +140,7 @@ class WorkerPool:
                 if stop_requested():
                     return
                 index = sentinels[sentinel]
+                self._counts[index] = DEAD   # no new connections for it until its successor serves
                 self.processes[index].join(timeout=5)
                 log.error("worker %d (pid %d) exited with code %s; restarting it", index,
                           self.processes[index].pid, self.processes[index].exitcode)
@@ -152,6 +161,8 @@ class WorkerPool:
             if p.is_alive():
                 p.kill()
                 p.join()
+        for sock in self.sockets:
+            sock.close()
         shutil.rmtree(self._metrics_dir, ignore_errors=True)
 
     def __enter__(self):

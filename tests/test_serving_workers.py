@@ -119,19 +119,64 @@ def test_worker_pool_refuses_fewer_than_two_workers():
         ServerOptions(workers=0)
 
 
-def test_a_worker_that_cannot_start_is_reported():
-    """A port held by a socket that does not share it: the workers cannot bind, and start()
-    says so instead of serving half a pool."""
+def test_a_port_in_use_is_refused_before_any_worker_starts():
+    """The supervisor binds both ports itself: a port held by another socket is an error
+    naming the port, and no worker is started."""
     import socket
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        pool = WorkerPool([ModelSpec("half", MODEL)], ServerOptions(
-            grpc_port=0, rest_port=taken.getsockname()[1], poll_seconds=0, workers=2))
-        try:
-            with pytest.raises(RuntimeError, match="could not start: OSError"):
-                pool.start()
-        finally:
-            pool.stop()
-    assert not any(p.is_alive() for p in pool.processes.values())
+        port = taken.getsockname()[1]
+        with pytest.raises(OSError, match=f"could not bind REST to 127.0.0.1:{port}: Address already in use"):
+            WorkerPool([ModelSpec("half", MODEL)], ServerOptions(grpc_port=0, rest_port=port, poll_seconds=0,
+                                                                 workers=2))
+
+
+def server_side_owners(pool: WorkerPool, port: int) -> dict[int, int]:
+    """client port -> index of the worker holding that connection to `port` (from /proc)."""
+    owner_of_inode = {}
+    for index, p in pool.processes.items():
+        for fd in os.listdir(f"/proc/{p.pid}/fd"):
+            try:
+                link = os.readlink(f"/proc/{p.pid}/fd/{fd}")
+            except OSError:
+                continue
+            if link.startswith("socket:["):
+                owner_of_inode.setdefault(link[8:-1], index)
+    owners = {}
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            local_port, remote_port = int(fields[1].split(":")[1], 16), int(fields[2].split(":")[1], 16)
+            if local_port == port and fields[3] == "01" and fields[9] in owner_of_inode:   # 01: ESTABLISHED
+                owners[remote_port] = owner_of_inode[fields[9]]
+    return owners
+
+
+def test_connections_go_to_the_least_loaded_worker():
+    """8 connections opened at once are split 4/4 (SO_REUSEPORT's hashing split them 6/2 or
+    5/3); after worker 0's four close, the next four all go to worker 0."""
+    import collections
+    import socket
+
+    with WorkerPool([ModelSpec("half", MODEL)], ServerOptions(grpc_port=0, rest_port=0, poll_seconds=0,
+                                                              workers=2)) as pool:
+        clients = [socket.create_connection(("127.0.0.1", pool.rest_port), timeout=30) for _ in range(8)]
+
+        def split(socks):
+            ports = [s.getsockname()[1] for s in socks]
+            assert wait_until(lambda: set(ports) <= set(server_side_owners(pool, pool.rest_port)), 10)
+            owners = server_side_owners(pool, pool.rest_port)
+            return {p: owners[p] for p in ports}
+
+        first = split(clients)
+        assert collections.Counter(first.values()) == {0: 4, 1: 4}
+        for s in clients:
+            if first[s.getsockname()[1]] == 0:
+                s.close()
+        assert wait_until(lambda: collections.Counter(server_side_owners(pool, pool.rest_port).values()) == {1: 4})
+        again = [socket.create_connection(("127.0.0.1", pool.rest_port), timeout=30) for _ in range(4)]
+        assert set(split(again).values()) == {0}
+        for s in clients + again:
+            s.close()
