@@ -71,30 +71,44 @@ class RatedItems:
 
 
 def gather_mask(row_splits: tf.Tensor, values: tf.Tensor, user_idx: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """Rows of the CSR mask for a batch: (batch row, movie index) pairs, each [M]."""
+    """Rows of the CSR mask for a batch: (batch row, movie index) pairs, each [M].
+
+    Written with the raw RaggedRange op and one searchsorted for the batch rows: the same
+    result as `tf.ragged.range(...).value_rowids()` in 8 graph nodes instead of about 40,
+    which matters in a serving call of a few hundred microseconds."""
     user_idx = tf.cast(user_idx, tf.int64)
     starts = tf.gather(row_splits, user_idx)
     limits = tf.gather(row_splits, user_idx + 1)
-    positions = tf.ragged.range(starts, limits)
-    return positions.value_rowids(), tf.gather(values, positions.flat_values)
+    splits, positions = tf.raw_ops.RaggedRange(starts=starts, limits=limits, deltas=tf.constant(1, tf.int64))
+    # position j belongs to batch row b where splits[b] <= j < splits[b + 1]
+    rows = tf.searchsorted(splits[1:], tf.range(tf.size(positions, out_type=tf.int64)), side="right",
+                           out_type=tf.int64)
+    return rows, tf.gather(values, positions)
 
 
 def masked_top_k(scores: tf.Tensor, mask_rows: tf.Tensor, mask_cols: tf.Tensor,
-                 k: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+                 k: tf.Tensor, max_k: int | None = None) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """Top-k of `scores` [B, N] after setting (mask_rows[i], mask_cols[i]) to -inf.
 
     Returns indices int64 [B, k] (-1 where padded), scores float32 [B, k] (0 where padded)
-    and valid bool [B, k]. Entries equal in score keep their lower index first.
+    and valid bool [B, k]. Entries equal in score keep their lower index first. max_k: the
+    largest k the caller allows; when it is known to be <= N, k > N cannot happen and the
+    graph has no padding step.
     """
     scores = tf.convert_to_tensor(scores, tf.float32)
     k = tf.cast(k, tf.int32)
-    idx = tf.stack([tf.cast(mask_rows, tf.int64), tf.cast(mask_cols, tf.int64)], axis=1)
-    masked = tf.tensor_scatter_nd_update(scores, idx, tf.fill(tf.shape(idx)[:1], NEG_INF))
-    n = tf.shape(masked)[1]
-    top_scores, top_idx = tf.math.top_k(masked, k=tf.minimum(k, n), sorted=True)
-    pad = k - tf.shape(top_idx)[1]
-    top_scores = tf.pad(top_scores, [[0, 0], [0, pad]], constant_values=NEG_INF)
-    top_idx = tf.pad(top_idx, [[0, 0], [0, pad]], constant_values=-1)
+    mask_rows = tf.cast(mask_rows, tf.int64)
+    idx = tf.stack([mask_rows, tf.cast(mask_cols, tf.int64)], axis=1)
+    masked = tf.tensor_scatter_nd_update(scores, idx, tf.fill(tf.shape(mask_rows), NEG_INF))
+    n_static = masked.shape[1]
+    if max_k is not None and n_static is not None and max_k <= n_static:
+        top_scores, top_idx = tf.math.top_k(masked, k=k, sorted=True)
+    else:
+        n = tf.shape(masked)[1]
+        top_scores, top_idx = tf.math.top_k(masked, k=tf.minimum(k, n), sorted=True)
+        pad = k - tf.shape(top_idx)[1]
+        top_scores = tf.pad(top_scores, [[0, 0], [0, pad]], constant_values=NEG_INF)
+        top_idx = tf.pad(top_idx, [[0, 0], [0, pad]], constant_values=-1)
     valid = top_scores > NEG_INF
     top_idx = tf.where(valid, tf.cast(top_idx, tf.int64), tf.constant(-1, tf.int64))
     top_scores = tf.where(valid, top_scores, tf.zeros_like(top_scores))
@@ -155,8 +169,9 @@ class RecommenderModule(tf.Module):
 
     # -- the serving contract -----------------------------------------------------------
     def check_k(self, k: tf.Tensor) -> list:
-        return [tf.debugging.assert_greater_equal(k, 1, message="k must be >= 1"),
-                tf.debugging.assert_less_equal(k, self.max_k, message=f"k must be <= {self.max_k}")]
+        # one Assert node: tf.debugging.assert_* add a dozen nodes each to every call
+        return [tf.debugging.Assert(tf.logical_and(k >= 1, k <= self.max_k),
+                                    [f"k must be >= 1 and <= {self.max_k}, got", k])]
 
     def recommend(self, user_id: tf.Tensor, k: tf.Tensor, exclude_movie_ids: tf.Tensor) -> dict:
         k = tf.cast(k, tf.int32)
@@ -169,11 +184,9 @@ class RecommenderModule(tf.Module):
         ]
         with tf.control_dependencies(checks):
             user_idx, known = self.lookup_users(user_id)
-        batch = tf.shape(user_id)[0]
         safe_idx = tf.where(known, user_idx, tf.zeros_like(user_idx))
         model_scores = self.score_users(safe_idx)
-        fallback = tf.broadcast_to(self.popularity[tf.newaxis, :], tf.stack([batch, self.num_movies]))
-        scores = tf.where(known[:, tf.newaxis], model_scores, fallback)
+        scores = tf.where(known[:, tf.newaxis], model_scores, self.popularity[tf.newaxis, :])   # broadcasts
         ex_idx = self.movie_table.lookup(exclude_movie_ids)  # [B, E] or [0, 0]; unknown/"" -> -1
         ex_pos = tf.where(ex_idx >= 0)
         return self.top_k_response(scores, user_idx, known, k, ex_pos[:, 0], tf.gather_nd(ex_idx, ex_pos))
@@ -189,7 +202,7 @@ class RecommenderModule(tf.Module):
         rows, cols = gather_mask(self.rated_row_splits, self.rated_movie_idx, user_idx)
         rows = tf.concat([rows, tf.cast(extra_rows, tf.int64)], 0)
         cols = tf.concat([cols, tf.cast(extra_cols, tf.int64)], 0)
-        top_idx, top_scores, valid = masked_top_k(scores, rows, cols, k)
+        top_idx, top_scores, valid = masked_top_k(scores, rows, cols, k, self.max_k)
         safe_top = tf.maximum(top_idx, 0)
         empty = tf.fill(tf.shape(top_idx), "")
         return {

@@ -145,13 +145,17 @@ class MatrixFactorization(keras.Model):
         """Ranking scores of every known movie: user_idx int64 [B] -> float32 [B, N]
         (mse: predicted ratings; ials: <p_u, q_m>)."""
         p = tf.gather(self.user_embedding.embeddings, user_idx)          # [B, dim]
-        bu = tf.gather(self.user_bias.embeddings[:, 0], user_idx)        # [B]
-        q = self.movie_embedding.embeddings[: self.num_movies]           # [N, dim]
+        bu = tf.gather(self.user_bias.embeddings, user_idx)              # [B, 1]
         if self.hybrid:
-            q = q + self.genre_part()
-        bm = tf.squeeze(self.movie_bias.embeddings[: self.num_movies], -1)  # [N]
-        biases = self.global_mean + bu[:, tf.newaxis] + bm[tf.newaxis, :]
-        return self.rank_with_biases * biases + tf.matmul(p, q, transpose_b=True)
+            q = self.movie_embedding.embeddings[: self.num_movies] + self.genre_part()   # [N, dim]
+            bm = tf.reshape(self.movie_bias.embeddings[: self.num_movies], [1, -1])      # [1, N]
+            return self.rank_with_biases * (self.global_mean + bu + bm) + tf.matmul(p, q, transpose_b=True)
+        # all N + 1 rows (the OOV movie last), then the first N columns: slicing the [B, N + 1]
+        # scores copies far less than slicing the [N + 1, dim] table on every call
+        bm = tf.reshape(self.movie_bias.embeddings, [1, -1])             # [1, N + 1]
+        scores = (self.rank_with_biases * (self.global_mean + bu + bm)
+                  + tf.matmul(p, self.movie_embedding.embeddings, transpose_b=True))
+        return scores[:, : self.num_movies]
 
     def predict_known(self, user_idx: tf.Tensor, movie_idx: tf.Tensor,
                       user_known: tf.Tensor, movie_known: tf.Tensor) -> tf.Tensor:
