@@ -43,11 +43,15 @@ def read_signature_defs(path: str) -> dict[str, meta_graph_pb2.SignatureDef]:
 
 class _Input:
     """One SignatureDef input, read out of its proto once (proto field access is slow)."""
-    __slots__ = ("alias", "feed", "dtype", "dims")
+    __slots__ = ("alias", "feed", "dtype", "np_dtype", "is_string", "int_range", "dims")
 
     def __init__(self, alias: str, info: meta_graph_pb2.TensorInfo):
         self.alias, self.feed = alias, info.name
         self.dtype = tf.dtypes.as_dtype(info.dtype)
+        self.is_string = self.dtype == tf.string
+        self.np_dtype = None if self.is_string else np.dtype(self.dtype.as_numpy_dtype)
+        self.int_range = ((int(np.iinfo(self.np_dtype).min), int(np.iinfo(self.np_dtype).max))
+                          if self.dtype.is_integer else None)
         shape = info.tensor_shape
         self.dims = None if shape.unknown_rank else tuple(d.size for d in shape.dim)
 
@@ -61,14 +65,24 @@ def _check_shape(alias: str, value: np.ndarray, dims: tuple | None) -> None:
                                f"expects {expected}")
 
 
+def _converted(spec: _Input, value) -> np.ndarray:
+    """The fast paths of `_as_dtype`: an array already of the signature's dtype (gRPC
+    requests), or a few integers that fit it (REST's k); anything else goes the long way."""
+    if type(value) is np.ndarray:
+        if value.dtype == object:
+            if spec.is_string and all(type(v) is bytes for v in value.flat):
+                return value
+        elif value.dtype == spec.np_dtype:
+            return value
+        elif spec.int_range is not None and value.dtype.kind in "iu" and value.size <= 16:
+            values = value.ravel().tolist()
+            if not values or spec.int_range[0] <= min(values) and max(values) <= spec.int_range[1]:
+                return value.astype(spec.np_dtype)
+    return _as_dtype(spec.alias, value, spec.dtype)
+
+
 def _as_dtype(alias: str, value, dtype: tf.DType) -> np.ndarray:
     """Python/numpy value -> numpy array of the signature's dtype, or INVALID_ARGUMENT."""
-    if isinstance(value, np.ndarray):  # fast paths: already the right type (gRPC requests)
-        if value.dtype != object:
-            if dtype != tf.string and value.dtype == dtype.as_numpy_dtype:
-                return value
-        elif dtype == tf.string and all(type(v) is bytes for v in value.flat):
-            return value
     try:
         if dtype == tf.string:
             arr = np.asarray(value, dtype=object)
@@ -168,7 +182,7 @@ class Servable:
         for spec in specs:   # sorted by alias
             alias = spec.alias
             if alias in inputs:
-                value = _as_dtype(alias, inputs[alias], spec.dtype)
+                value = _converted(spec, inputs[alias])
             elif alias in self._defaults[name]:
                 value = self._defaults[name][alias]
             else:

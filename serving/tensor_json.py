@@ -54,7 +54,42 @@ def _ragged_check(alias: str, value) -> np.ndarray:
     return arr
 
 
+def _common_array(value) -> np.ndarray | None:
+    """The array of a value in one of the forms requests mostly take, built in one step:
+    a str/int/float scalar, or a list (or list of equal-length lists) of str, or a list of
+    int. The same array as the general path below gives; None for any other form."""
+    t = type(value)
+    if t is str:
+        return np.array(value, dtype=object)
+    if t is int:
+        return np.array(value, dtype=np.int64)   # OverflowError when out of range
+    if t is float:
+        return np.array(value, dtype=np.float64)
+    if t is not list or not value:
+        return None
+    first = type(value[0])
+    if first is str and all(type(v) is str for v in value):
+        return np.array(value, dtype=object)
+    if first is int and all(type(v) is int for v in value):
+        return np.array(value, dtype=np.int64)
+    if first is list:
+        n = len(value[0])
+        if n and all(type(row) is list and len(row) == n and all(type(v) is str for v in row) for row in value):
+            return np.array(value, dtype=object)
+    return None
+
+
 def _to_array(alias: str, value):
+    try:
+        arr = _common_array(value)
+    except OverflowError:
+        raise invalid_argument(f"input '{alias}': integer out of range") from None
+    return arr if arr is not None else _general_array(alias, value)
+
+
+def _general_array(alias: str, value) -> np.ndarray:
+    """Any JSON tensor value: {"b64"} objects decoded, ragged lists refused, then bool,
+    int64, float64 or object (strings, bytes) by what the leaves are."""
     value = _decode_b64(value)
     arr = _ragged_check(alias, value)
     if arr.size and all(isinstance(v, (bool, np.bool_)) for v in arr.reshape(-1)):
@@ -144,12 +179,16 @@ def _float32(v: float):
 
 
 def _map_nested(fn, arr: np.ndarray):
-    """`arr.tolist()` with `fn` applied to each element, as a numpy scalar or bytes object
-    (np.vectorize costs ~20 us a call; a response has several small outputs)."""
-    flat = [fn(v) for v in arr.reshape(-1)]
-    if arr.ndim == 0:
+    """`arr.tolist()` with `fn` applied to each element, as a numpy scalar (np.vectorize
+    costs ~20 us a call; a response has several small outputs)."""
+    return _nest([fn(v) for v in arr.reshape(-1)], arr.shape)
+
+
+def _nest(flat: list, shape: tuple):
+    """A flat list -> nested lists of `shape` (as ndarray.tolist() nests them)."""
+    if not shape:
         return flat[0]
-    for d in reversed(arr.shape[1:]):
+    for d in reversed(shape[1:]):
         flat = [flat[i:i + d] for i in range(0, len(flat), d)]
     return flat
 
@@ -158,7 +197,13 @@ def _json_value(alias: str, arr: np.ndarray):
     if arr.dtype == object or arr.dtype.kind == "S":
         if not arr.size:
             return arr.tolist()
-        return _map_nested(_b64 if alias.endswith("_bytes") else _utf8_or_b64, arr)
+        flat = arr.reshape(-1).tolist()
+        if alias.endswith("_bytes"):
+            return _nest([_b64(b) for b in flat], arr.shape)
+        try:
+            return _nest([b.decode("utf-8") for b in flat], arr.shape)   # the common case: all text
+        except UnicodeDecodeError:
+            return _nest([_utf8_or_b64(b) for b in flat], arr.shape)
     if arr.dtype.kind == "f":
         if arr.dtype == np.float32:
             return _map_nested(_float32, arr) if arr.size else arr.tolist()
