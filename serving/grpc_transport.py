@@ -69,8 +69,8 @@ _TIMEOUT_UNITS = {b"H": 3600.0, b"M": 60.0, b"S": 1.0, b"m": 1e-3, b"u": 1e-6, b
 @dataclasses.dataclass(frozen=True)
 class UnaryMethod:
     """A unary RPC: `parse(bytes) -> request message`, `handler(request, deadline) ->
-    response message` (deadline: `time.monotonic()` value, or None), raising ServingError
-    for a call that fails."""
+    response message or its serialized bytes` (deadline: `time.monotonic()` value, or
+    None), raising ServingError for a call that fails."""
 
     parse: Callable[[bytes], object]
     handler: Callable[[object, float | None], Awaitable[object]]
@@ -599,7 +599,8 @@ class GrpcConnection(asyncio.Protocol):
             log.error("gRPC call failed", exc_info=exc)
             self._answer(stream, None, grpc.StatusCode.INTERNAL, f"Internal error: {type(exc).__name__}: {exc}")
         else:
-            self._answer(stream, task.result().SerializeToString())
+            result = task.result()
+            self._answer(stream, result if type(result) is bytes else result.SerializeToString())
         self._flush()
 
     # -- shutdown ---------------------------------------------------------------------------

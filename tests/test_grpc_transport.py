@@ -17,6 +17,9 @@ import hpack
 import numpy as np
 import pytest
 import tensorflow as tf
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 from tensorflow_serving.apis import predict_pb2
 
 from movierec.serving.grpc_service import tensor_to_ndarray
@@ -300,3 +303,37 @@ def test_tensor_decoding_pads_short_value_lists_as_tensorflow_does():
     proto = tf.make_tensor_proto(np.array([b"x"], object))
     proto.tensor_shape.dim[0].size = 3
     assert tensor_to_ndarray(proto).tolist() == [b"x", b"x", b"x"]
+
+
+def protobuf_response(name, version, signature, outputs) -> predict_pb2.PredictResponse:
+    from movierec.serving.grpc_service import fill_tensor_proto
+    response = predict_pb2.PredictResponse()
+    response.model_spec.name, response.model_spec.version.value = name, version
+    response.model_spec.signature_name = signature
+    for alias, value in outputs.items():
+        fill_tensor_proto(response.outputs[alias], value)
+    return response
+
+
+_arrays = st.one_of(
+    hnp.arrays(st.sampled_from([np.float32, np.float64, np.int32, np.int64, np.bool_]),
+               hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=4)),
+    hnp.arrays(object, hnp.array_shapes(min_dims=0, max_dims=2, min_side=0, max_side=4),
+               elements=st.binary(max_size=200)))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.text(min_size=1, max_size=20), _arrays, max_size=4), st.integers(1, 2**40),
+       st.sampled_from(["serving_default", "predict_rating"]))
+def test_response_bytes_parse_to_what_protobuf_builds(outputs, version, signature):
+    from movierec.serving.grpc_service import predict_response_bytes
+    ours = predict_pb2.PredictResponse.FromString(predict_response_bytes("mf", version, signature, outputs))
+    assert ours == protobuf_response("mf", version, signature, outputs)
+
+
+def test_response_bytes_fall_back_to_protobuf_for_other_dtypes():
+    from movierec.serving.grpc_service import predict_response_bytes
+    outputs = {"half": np.array([1.5, 2.0], np.float16), "s": np.array([b"a"], object)}
+    ours = predict_pb2.PredictResponse.FromString(predict_response_bytes("m", 3, "serving_default", outputs))
+    assert ours == protobuf_response("m", 3, "serving_default", outputs)
+    assert tf.make_ndarray(ours.outputs["half"]).tolist() == [1.5, 2.0]
