@@ -39,6 +39,7 @@ import hpack
 
 from movierec.serving.errors import ServingError
 from movierec.serving.listener import Balance, Listener
+from movierec.serving.eager import run_request
 
 log = logging.getLogger(__name__)
 
@@ -555,9 +556,8 @@ class GrpcConnection(asyncio.Protocol):
         if code is not None:
             self._answer(stream, None, code, message)
             return
-        method_impl = self.server.methods[path]
-        task = asyncio.ensure_future(method_impl.handler(request, deadline))
-        task.add_done_callback(lambda t: self._answered(stream, t))
+        run_request(self.server.methods[path].handler(request, deadline),
+                    lambda result, error: self._answered(stream, result, error))
 
     def _parse_call(self, stream: _Stream, path, timeout, encoding):
         """(error code, message, request, deadline): the code is None for a call to run."""
@@ -587,19 +587,17 @@ class GrpcConnection(asyncio.Protocol):
         stream.body = bytearray()
         return None, "", request, deadline
 
-    def _answered(self, stream: _Stream, task: asyncio.Task) -> None:
+    def _answered(self, stream: _Stream, result, error: BaseException | None) -> None:
         if stream.closed or self.closing:
             return
-        exc = task.exception() if not task.cancelled() else None
-        if task.cancelled():
+        if isinstance(error, asyncio.CancelledError):
             self._answer(stream, None, grpc.StatusCode.CANCELLED, "the call was cancelled")
-        elif isinstance(exc, ServingError):
-            self._answer(stream, None, exc.code, exc.message)
-        elif exc is not None:
-            log.error("gRPC call failed", exc_info=exc)
-            self._answer(stream, None, grpc.StatusCode.INTERNAL, f"Internal error: {type(exc).__name__}: {exc}")
+        elif isinstance(error, ServingError):
+            self._answer(stream, None, error.code, error.message)
+        elif error is not None:
+            log.error("gRPC call failed", exc_info=error)
+            self._answer(stream, None, grpc.StatusCode.INTERNAL, f"Internal error: {type(error).__name__}: {error}")
         else:
-            result = task.result()
             self._answer(stream, result if type(result) is bytes else result.SerializeToString())
         self._flush()
 

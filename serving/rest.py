@@ -28,6 +28,7 @@ import grpc
 from movierec.serving import protos, tensor_json
 from movierec.serving.errors import ServingError, invalid_argument, not_found
 from movierec.serving.listener import Balance, Listener
+from movierec.serving.eager import run_request
 from movierec.serving.service import PredictionCore
 
 log = logging.getLogger(__name__)
@@ -59,8 +60,11 @@ def _parse_path(method: str, raw_path: str):
     return m.group("name"), version, m.group("label"), m.group("metadata"), m.group("verb")
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"))   # one encoder: json.dumps with options builds one a call
+
+
 def _json_body(status: int, obj) -> tuple[int, bytes, str]:
-    return status, json.dumps(obj, separators=(",", ":")).encode("utf-8"), "application/json"
+    return status, _ENCODER.encode(obj).encode("utf-8"), "application/json"
 
 
 def _error(e: ServingError) -> tuple[int, bytes, str]:
@@ -185,6 +189,7 @@ class HttpConnection(asyncio.Protocol):
         self.discarding = False  # answered and closing: input is read and dropped
         self.eof = False         # the client half-closed: answer what was read, then close
         self.head = None         # the parsed head of a request whose body is still arriving
+        self._in_next = False
 
     def connection_made(self, transport):
         self.transport = transport
@@ -219,23 +224,29 @@ class HttpConnection(asyncio.Protocol):
             self.transport.close()
 
     def _next(self) -> None:
-        """Starts answering the next complete request in the buffer, if there is one. The
-        head is parsed once; while its body arrives, later calls only count bytes."""
-        if self.closing:
-            return
-        if self.head is None:
-            self.head = self._read_head()
+        """Answers the complete requests in the buffer, in order, while their answers come
+        at once (an answer that waits resumes this from `_answered`). A head is parsed
+        once; while its body arrives, later calls only count bytes."""
+        while not self.closing and not self.busy:
             if self.head is None:
-                return
-        method, target, keep_alive, body_start, length = self.head
-        if len(self.buffer) < body_start + length:
-            return   # wait for the rest of the body
-        body = bytes(self.buffer[body_start:body_start + length])
-        del self.buffer[:body_start + length]
-        self.head = None
-        self.busy = True
-        task = asyncio.ensure_future(self.api.handle(method, target, body, time.monotonic()))
-        task.add_done_callback(lambda t: self._answered(t, keep_alive))
+                self.head = self._read_head()
+                if self.head is None:
+                    break
+            method, target, keep_alive, body_start, length = self.head
+            if len(self.buffer) < body_start + length:
+                break   # wait for the rest of the body
+            body = bytes(self.buffer[body_start:body_start + length])
+            del self.buffer[:body_start + length]
+            self.head = None
+            self.busy = True
+            self._in_next = True   # an answer that comes at once returns here, not into _next again
+            try:
+                run_request(self.api.handle(method, target, body, time.monotonic()),
+                            lambda result, error, keep_alive=keep_alive: self._answered(result, error, keep_alive))
+            finally:
+                self._in_next = False
+        if self.eof and not self.busy:
+            self._close()
 
     def _read_head(self) -> tuple | None:
         """(method, target, keep_alive, body start, body length) of the request at the start
@@ -271,24 +282,23 @@ class HttpConnection(asyncio.Protocol):
             return None
         return method, target, keep_alive, end + 4, int(length)
 
-    def _answered(self, task: asyncio.Task, keep_alive: bool) -> None:
+    def _answered(self, result, error: BaseException | None, keep_alive: bool) -> None:
         self.busy = False
         if self.transport is not None and not self.transport.is_closing() and not self.transport.is_reading():
             self.transport.resume_reading()
-        if task.cancelled():
+        if isinstance(error, asyncio.CancelledError):
             self._close()
             return
-        exc = task.exception()
-        if exc is not None:
-            log.error("REST request failed", exc_info=exc)
-            status, body, content_type = _json_body(500, {"error": f"Internal error: {type(exc).__name__}"})
+        if error is not None:
+            log.error("REST request failed", exc_info=error)
+            status, body, content_type = _json_body(500, {"error": f"Internal error: {type(error).__name__}"})
         else:
-            status, body, content_type = task.result()
+            status, body, content_type = result
         self._write(status, body, content_type, keep_alive)
-        if keep_alive:
-            self._next()
-        if not keep_alive or (self.eof and not self.busy):
+        if not keep_alive:
             self._close()
+        elif not self._in_next:
+            self._next()
 
     def _write(self, status: int, body: bytes, content_type: str, keep_alive: bool) -> None:
         if self.transport is None or self.transport.is_closing():
