@@ -161,8 +161,12 @@ def tensor_to_ndarray(proto) -> np.ndarray:
     else:
         field = _VALUE_FIELDS.get(proto.dtype)
         if field is not None:
-            values = getattr(proto, field[0])
+            values = list(getattr(proto, field[0]))
             if len(values) == n and n > 0:
+                if field[1] is object:
+                    arr = np.empty(n, dtype=object)
+                    arr[:] = values
+                    return arr.reshape(shape)
                 return np.array(values, dtype=field[1]).reshape(shape)
     return tf.make_ndarray(proto)
 

@@ -70,8 +70,17 @@ def _converted(spec: _Input, value) -> np.ndarray:
     requests), or a few integers that fit it (REST's k); anything else goes the long way."""
     if type(value) is np.ndarray:
         if value.dtype == object:
-            if spec.is_string and all(type(v) is bytes for v in value.flat):
-                return value
+            if spec.is_string:
+                flat = value.ravel().tolist()
+                if all(type(v) is bytes for v in flat):
+                    return value
+                try:   # REST's strings: encoded in one pass
+                    encoded = [v if type(v) is bytes else v.encode("utf-8") for v in flat]
+                except (AttributeError, UnicodeEncodeError):
+                    return _as_dtype(spec.alias, value, spec.dtype)   # names the bad value
+                out = np.empty(len(encoded), dtype=object)
+                out[:] = encoded
+                return out.reshape(value.shape)
         elif value.dtype == spec.np_dtype:
             return value
         elif spec.int_range is not None and value.dtype.kind in "iu" and value.size <= 16:
