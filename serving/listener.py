@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import select
 import socket
 import time
 
@@ -83,13 +84,15 @@ class Listener:
         for _ in range(16):   # a burst of connections at most, then let requests run
             if self.balance is not None and not self.balance.least_loaded():
                 now = time.monotonic()
-                self._held_since = self._held_since or now
+                if self._held_since is None:
+                    self._held_since = now
                 if now - self._held_since < MAX_HOLD_SECONDS:
                     self._hold()
                     return
             try:
                 conn, _ = self.sock.accept()
             except (BlockingIOError, InterruptedError):
+                self._held_since = None   # nothing waits (another worker took it)
                 return
             except OSError as e:   # out of file descriptors, say: try again shortly
                 log.error("accept on port %d failed: %s", self.port, e)
@@ -108,8 +111,11 @@ class Listener:
 
     def _watch(self) -> None:
         self._retry = None
-        if not self._closed:
-            self.loop.add_reader(self.sock.fileno(), self._accept)
+        if self._closed:
+            return
+        if not select.select([self.sock], [], [], 0)[0]:
+            self._held_since = None   # what waited was taken: the next hold starts afresh
+        self.loop.add_reader(self.sock.fileno(), self._accept)
 
     async def _connect(self, conn: socket.socket) -> None:
         try:
