@@ -3,20 +3,29 @@
     .venv/bin/python benchmarks/serving.py [--serving-root outputs/serving] [--model mf]
                                            [--seconds 5] [--concurrency 1 8 32]
                                            [--enable-batching] [--workers N]
+                                           [--load-generator python|native|both]
 
 Starts `movierec serve` in its own process (so the load generator does not share its GIL),
 then for each protocol and concurrency level runs closed-loop clients (one request in
 flight per client, keep-alive connections, a random known user per request) for
 `--seconds`, and prints p50/p95/p99 latency and QPS as a markdown table. Each client has
-its own connection (with `--workers N` the kernel spreads connections over the workers). The clients are
-asyncio tasks on one event loop (grpc.aio for gRPC, raw HTTP/1.1 for REST): client
-threads would fight over the load generator's own GIL and add its switch delays (up to
-5 ms) to the measured latency. Next to them, two in-process baselines on the same
-SavedModel: the TF2 `signatures["serving_default"]` call, and `Servable.predict`, the
-session call the server itself makes (input checks included, no network, no parsing).
-The last two columns divide each p50 by the in-process p50s: "signature call" is the TF2
-`signatures["serving_default"]` call a user would make in-process, "server's call" the
-server's own session call (the stricter: it already skips the TF2 call overhead).
+its own connection (with `--workers N` the server spreads connections over the workers).
+The Python clients are asyncio tasks on one event loop (grpc.aio for gRPC, raw HTTP/1.1
+for REST): client threads would fight over the load generator's own GIL and add its
+switch delays (up to 5 ms) to the measured latency. With `--load-generator native` the
+load comes from generators in C instead, whose own CPU hardly competes with the
+server's: wrk (`benchmarks/wrk_predict.lua`, a random known user per request) for REST
+and h2load (nghttp2) for gRPC, which sends one request body, so one user (the first in
+the vocabulary), for every call; the server's Prometheus counts give h2load's errors
+(gRPC reports them in HTTP/2 trailers, which h2load does not read). `both` (the default
+when both tools are installed) runs both kinds. Install them with
+`scripts/install-bench-tools.sh` (Debian's wrk and nghttp2-client).
+Next to the load, two in-process baselines on the same SavedModel: the TF2
+`signatures["serving_default"]` call, and `Servable.predict`, the session call the server
+itself makes (input checks included, no network, no parsing). The last two columns
+divide each p50 by the in-process p50s: "signature call" is the TF2 call a user would
+make in-process, "server's call" the server's own session call (the stricter: it already
+skips the TF2 call overhead).
 Needs a pushed model: run `make run` first.
 """
 from __future__ import annotations
@@ -26,10 +35,15 @@ import asyncio
 import json
 import os
 import random
+import re
+import shutil
 import socket
+import struct
 import subprocess
 import sys
+import tempfile
 import time
+import urllib.request
 
 import numpy as np
 
@@ -184,6 +198,61 @@ def run_load(protocol, port, model, users, concurrency, seconds):
     return asyncio.run(run_load_async(protocol, port, model, users, concurrency, seconds))
 
 
+NATIVE_TOOLS = ("wrk", "h2load")
+
+
+def server_failures(rest_port: int) -> int:
+    """Requests the server counted with a status other than OK, so far (all models)."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{rest_port}/monitoring/prometheus/metrics", timeout=10).read()
+    return sum(int(float(line.rsplit(" ", 1)[1])) for line in text.decode().splitlines()
+               if line.startswith(":tensorflow:serving:request_count{") and 'status="OK"' not in line)
+
+
+def run_wrk(rest_port, model, users_file, concurrency, seconds):
+    """wrk's REST run: (p50, p95, p99 in ms, requests, errors, QPS)."""
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "-s",
+         os.path.join(REPO, "benchmarks", "wrk_predict.lua"), f"http://127.0.0.1:{rest_port}/v1/models/{model}:predict"],
+        env=dict(os.environ, USERS_FILE=users_file), capture_output=True, text=True, check=True).stdout
+    m = re.search(r"requests (\d+), errors (\d+), p50 ([\d.]+) ms, p95 ([\d.]+) ms, p99 ([\d.]+) ms", out)
+    qps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if m is None or qps is None:
+        raise RuntimeError(f"unexpected wrk output:\n{out}")
+    return float(m[3]), float(m[4]), float(m[5]), int(m[1]), int(m[2]), float(qps[1])
+
+
+def grpc_body(model: str, user: str) -> bytes:
+    """One length-prefixed PredictRequest, as gRPC puts it on the wire."""
+    import tensorflow as tf
+    from movierec.serving.client import predict_request
+
+    request = predict_request(model, {"user_id": tf.make_tensor_proto(np.array([user], dtype=object)),
+                                      "k": tf.make_tensor_proto(np.int32(10)),
+                                      "exclude_movie_ids": tf.make_tensor_proto(np.array([[""]], dtype=object))})
+    raw = request.SerializeToString()
+    return struct.pack(">BI", 0, len(raw)) + raw
+
+
+def run_h2load(grpc_port, rest_port, body_file, concurrency, seconds):
+    """h2load's gRPC run: (p50, p95, p99 in ms, requests, errors, QPS)."""
+    failed_before = server_failures(rest_port)
+    with tempfile.NamedTemporaryFile(suffix=".log") as log:
+        out = subprocess.run(
+            ["h2load", "-D", str(max(1, round(seconds))), "--warm-up-time", "500ms", "-c", str(concurrency), "-m", "1",
+             "-d", body_file, "-H", "content-type: application/grpc", "-H", "te: trailers", "--log-file", log.name,
+             f"http://127.0.0.1:{grpc_port}/tensorflow.serving.PredictionService/Predict"],
+            capture_output=True, text=True, check=True).stdout
+        with open(log.name) as f:
+            rows = [line.split("\t") for line in f if line.strip()]
+    qps = re.search(r"finished in [\d.]+s, ([\d.]+) req/s", out)
+    if qps is None or not rows:
+        raise RuntimeError(f"unexpected h2load output:\n{out}")
+    micros = np.array([float(r[2]) for r in rows])
+    http_errors = sum(r[1] != "200" for r in rows)
+    p50, p95, p99 = (float(np.percentile(micros, q)) / 1000 for q in (50, 95, 99))
+    return p50, p95, p99, len(rows), http_errors + server_failures(rest_port) - failed_before, float(qps[1])
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--serving-root", default=os.path.join(REPO, "outputs", "serving"))
@@ -192,7 +261,20 @@ def main() -> int:
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     p.add_argument("--enable-batching", action="store_true", help="start the server with --enable_batching")
     p.add_argument("--workers", type=int, default=1, help="start the server with --workers N (default: 1)")
+    p.add_argument("--load-generator", choices=("python", "native", "both"), default=None,
+                   help="python: asyncio clients; native: wrk (REST) and h2load (gRPC); both "
+                        "(default: both when wrk and h2load are installed, else python)")
     args = p.parse_args()
+    missing = [t for t in NATIVE_TOOLS if shutil.which(t) is None]
+    if args.load_generator is None:
+        args.load_generator = "python" if missing else "both"
+        if missing:
+            print(f"note: {', '.join(missing)} not installed (scripts/install-bench-tools.sh): "
+                  "Python clients only", flush=True)
+    elif args.load_generator != "python" and missing:
+        print(f"--load-generator {args.load_generator} needs {', '.join(missing)}: "
+              "run scripts/install-bench-tools.sh", file=sys.stderr)
+        return 2
 
     found = newest_pushed_model(args.serving_root, args.model)
     if found is None:
@@ -211,29 +293,43 @@ def main() -> int:
     if started is None:
         return 1
     server, grpc_port, rest_port = started
+    generators = {"python": ["python"], "native": ["native"], "both": ["python", "native"]}[args.load_generator]
     try:
         rows = []
         print(f"server: movierec serve {' '.join(flags)}".rstrip(), flush=True)
-        for protocol, port in (("gRPC", grpc_port), ("REST", rest_port)):
-            for c in args.concurrency:
-                samples, errors, elapsed = run_load(protocol, port, args.model, users, c, args.seconds)
-                p50, p95, p99 = percentiles(samples)
-                rows.append((protocol, c, len(samples), len(errors), p50, p95, p99, len(samples) / elapsed,
-                             p50 / signature_call, p50 / server_call))
-                print(f"  {protocol} c={c}: {len(samples)} requests, p99 {p99:.2f} ms", flush=True)
+        with tempfile.NamedTemporaryFile(suffix=".grpc") as body:
+            body.write(grpc_body(args.model, users[0]))
+            body.flush()
+            users_file = os.path.join(model_dir, "assets", "user_id")
+            for generator in generators:
+                for protocol in ("gRPC", "REST"):
+                    client = {"python": "Python asyncio", "native": {"gRPC": "h2load", "REST": "wrk"}[protocol]}
+                    for c in args.concurrency:
+                        if generator == "python":
+                            samples, errors, elapsed = run_load(protocol, grpc_port if protocol == "gRPC" else rest_port,
+                                                                args.model, users, c, args.seconds)
+                            p50, p95, p99 = percentiles(samples)
+                            n, n_errors, qps = len(samples), len(errors), len(samples) / elapsed
+                        elif protocol == "gRPC":
+                            p50, p95, p99, n, n_errors, qps = run_h2load(grpc_port, rest_port, body.name, c, args.seconds)
+                        else:
+                            p50, p95, p99, n, n_errors, qps = run_wrk(rest_port, args.model, users_file, c, args.seconds)
+                        rows.append((protocol, client[generator], c, n, n_errors, p50, p95, p99, qps,
+                                     p50 / signature_call, p50 / server_call))
+                        print(f"  {protocol} ({client[generator]}) c={c}: {n} requests, p99 {p99:.2f} ms", flush=True)
     finally:
         server.terminate()
         server.wait(timeout=30)
 
     print()
-    print("| protocol | concurrency | requests | errors | p50 ms | p95 ms | p99 ms | QPS "
+    print("| protocol | client | concurrency | requests | errors | p50 ms | p95 ms | p99 ms | QPS "
           "| p50 / signature call | p50 / server's call |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
-        print(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} | {r[4]:.2f} | {r[5]:.2f} | {r[6]:.2f} | {r[7]:.0f} "
-              f"| {r[8]:.1f}x | {r[9]:.1f}x |")
+        print(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} | {r[4]} | {r[5]:.2f} | {r[6]:.2f} | {r[7]:.2f} | {r[8]:.0f} "
+              f"| {r[9]:.1f}x | {r[10]:.1f}x |")
     for name, (p50, p95, p99) in baselines.items():
-        print(f"| in-process: {name} | 1 | 300 | 0 | {p50:.2f} | {p95:.2f} | {p99:.2f} | {1000 / p50:.0f} | "
+        print(f"| in-process: {name} | | 1 | 300 | 0 | {p50:.2f} | {p95:.2f} | {p99:.2f} | {1000 / p50:.0f} | "
               f"{p50 / signature_call:.1f}x | {p50 / server_call:.1f}x |")
     return 0
 

@@ -172,8 +172,10 @@ def _build_parser() -> argparse.ArgumentParser:
                     help="model calls of at most this many rows run on the serving loop, bigger "
                          "ones on a model thread (default: %(default)s)")
     sv.add_argument("--workers", type=int, default=1,
-                    help="server processes sharing the two ports (SO_REUSEPORT); each loads every "
-                         "model, so memory grows with N (default: %(default)s)")
+                    help="server processes sharing the two ports, each new connection going to "
+                         "the one with the fewest; each loads every model, so memory grows with N. "
+                         "For latency under load: --workers 2 --enable_batching on 2 cores "
+                         "(default: %(default)s)")
     sv.add_argument("--max-concurrent-requests", type=int, default=64)
     sv.add_argument("--max-batch-size", type=int, default=10_000)
     sv.add_argument("--max-body-bytes", type=int, default=16 << 20)
