@@ -1,5 +1,5 @@
-"""run_request: a request coroutine runs on the caller's stack, and a Task takes over only
-when it waits."""
+"""run_request: a request coroutine runs on the caller's stack, and is resumed from the
+future it waits on, with no Task."""
 import asyncio
 
 import pytest
@@ -21,7 +21,7 @@ def test_a_coroutine_that_never_waits_is_answered_before_run_request_returns():
     asyncio.run(main())
 
 
-def test_a_coroutine_that_waits_is_finished_by_a_task_with_the_awaited_values():
+def test_a_coroutine_that_waits_is_resumed_with_the_awaited_values_and_no_task():
     calls = []
 
     async def handler(fut):
@@ -32,7 +32,7 @@ def test_a_coroutine_that_waits_is_finished_by_a_task_with_the_awaited_values():
     async def main():
         fut = asyncio.get_running_loop().create_future()
         run_request(handler(fut), lambda result, error: calls.append((result, error)))
-        assert calls == []
+        assert calls == [] and len(asyncio.all_tasks()) == 1   # only main()
         fut.set_result(21)
         for _ in range(5):
             await asyncio.sleep(0)
@@ -60,23 +60,39 @@ def test_errors_reach_done_whether_raised_at_once_or_after_a_wait(wait_first):
     assert isinstance(calls[0][1], ValueError) and str(calls[0][1]) == "bad request"
 
 
-def test_cancelling_the_task_cancels_the_coroutine_and_says_so():
-    calls, cleaned = [], []
+def test_an_awaited_future_that_fails_raises_inside_the_coroutine():
+    calls, seen = [], []
 
     async def handler(fut):
         try:
-            await fut
-        finally:
-            cleaned.append(True)
+            return await fut
+        except KeyError as e:
+            seen.append(e)
+            raise ValueError("handled and re-raised") from e
 
     async def main():
         fut = asyncio.get_running_loop().create_future()
         run_request(handler(fut), lambda result, error: calls.append((result, error)))
-        task = next(t for t in asyncio.all_tasks() if t is not asyncio.current_task())
-        task.cancel()
+        fut.set_exception(KeyError("model gone"))
         for _ in range(3):
             await asyncio.sleep(0)
 
     asyncio.run(main())
-    assert cleaned == [True]
-    assert isinstance(calls[0][1], asyncio.CancelledError)
+    assert len(seen) == 1 and isinstance(calls[0][1], ValueError)
+
+
+def test_a_yield_that_is_not_a_future_is_an_error_not_a_hang():
+    calls = []
+
+    class Odd:
+        def __await__(self):
+            yield "not a future"
+
+    async def handler():
+        await Odd()
+
+    async def main():
+        run_request(handler(), lambda result, error: calls.append((result, error)))
+
+    asyncio.run(main())
+    assert isinstance(calls[0][1], RuntimeError) and "not an asyncio future" in str(calls[0][1])
