@@ -27,8 +27,8 @@ def run_request(coro, done: Callable[[object, BaseException | None], None]) -> N
         except StopIteration as e:
             done(e.value, None)
             return
-        except Exception as e:  # noqa: BLE001 - the front end answers it as an error
-            done(None, e)
+        except (Exception, asyncio.CancelledError) as e:  # noqa: BLE001 - the front end answers it
+            done(None, e)   # (a future it awaited was cancelled: at shutdown, say)
             return
         if waiting_on is None:   # a bare yield: go round the loop once
             loop.call_soon(step)

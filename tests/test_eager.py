@@ -96,3 +96,20 @@ def test_a_yield_that_is_not_a_future_is_an_error_not_a_hang():
 
     asyncio.run(main())
     assert isinstance(calls[0][1], RuntimeError) and "not an asyncio future" in str(calls[0][1])
+
+
+def test_a_cancelled_future_ends_the_request_with_cancelled_error():
+    calls = []
+
+    async def handler(fut):
+        await fut
+
+    async def main():
+        fut = asyncio.get_running_loop().create_future()
+        run_request(handler(fut), lambda result, error: calls.append((result, error)))
+        fut.cancel()   # e.g. a model thread's future at shutdown
+        for _ in range(3):
+            await asyncio.sleep(0)
+
+    asyncio.run(main())
+    assert len(calls) == 1 and isinstance(calls[0][1], asyncio.CancelledError)
