@@ -234,9 +234,17 @@ class GrpcConnection(asyncio.Protocol):
 
     def _reset(self, stream_id: int, code: int) -> None:
         self.out += _frame(RST_STREAM, 0, stream_id, code.to_bytes(4, "big"))
+        self._forget(stream_id)
+
+    def _forget(self, stream_id: int) -> None:
+        """A stream is over (answered, or reset by either side): its answer, if still to
+        come, is dropped; with no stream left, a stop or a leaving client may go on."""
         stream = self.streams.pop(stream_id, None)
         if stream is not None:
             stream.closed = True
+            if not self.streams:
+                self._close_after_flush = self.peer_goaway
+                self.server.connection_idle()
 
     def _header_frames(self, stream_id: int, block: bytes, end_stream: bool) -> bytes:
         block = self.table_size_update + block
@@ -288,14 +296,10 @@ class GrpcConnection(asyncio.Protocol):
         self._finish(stream)
 
     def _finish(self, stream: _Stream) -> None:
-        stream.closed = True
-        self.streams.pop(stream.id, None)
         if not stream.ended:
             # answered before the client finished sending (an error): stop its upload
             self.out += _frame(RST_STREAM, 0, stream.id, NO_ERROR.to_bytes(4, "big"))
-        if not self.streams:
-            self._close_after_flush = self.peer_goaway
-            self.server.connection_idle()
+        self._forget(stream.id)
 
     # -- input ------------------------------------------------------------------------------
     def _read_frames(self) -> None:
@@ -351,11 +355,7 @@ class GrpcConnection(asyncio.Protocol):
                 raise _ConnectionError(PROTOCOL_ERROR, "RST_STREAM on stream 0")
             if len(payload) != 4:
                 raise _ConnectionError(FRAME_SIZE_ERROR, "RST_STREAM payload is not 4 bytes")
-            stream = self.streams.pop(stream_id, None)
-            if stream is not None:
-                stream.closed = True   # the call was cancelled: its answer will be dropped
-                if not self.streams:
-                    self.server.connection_idle()
+            self._forget(stream_id)   # the call was cancelled: its answer will be dropped
         elif ftype == GOAWAY:
             self.peer_goaway = True   # the client opens no more calls: close once these are answered
             if not self.streams:
@@ -552,40 +552,39 @@ class GrpcConnection(asyncio.Protocol):
             self.out += self._header_frames(stream.id, _literal_indexed_name(8, status), end_stream=True)
             self._finish(stream)
             return
-        code, message, request, deadline = self._parse_call(stream, path, timeout, encoding)
-        if code is not None:
-            self._answer(stream, None, code, message)
+        try:
+            call = self._call(stream, path, timeout, encoding)
+        except ServingError as e:
+            self._answer(stream, None, e.code, e.message)
             return
-        run_request(self.server.methods[path].handler(request, deadline),
-                    lambda result, error: self._answered(stream, result, error))
+        run_request(call, lambda result, error: self._answered(stream, result, error))
 
-    def _parse_call(self, stream: _Stream, path, timeout, encoding):
-        """(error code, message, request, deadline): the code is None for a call to run."""
+    def _call(self, stream: _Stream, path, timeout, encoding):
+        """The handler's coroutine for a complete request; ServingError with the status
+        gRPC gives for a call that cannot be made."""
         method = self.server.methods.get(path)
         if method is None:
-            return grpc.StatusCode.UNIMPLEMENTED, f"Method not found: {(path or b'').decode('latin-1')}", None, None
+            raise ServingError(grpc.StatusCode.UNIMPLEMENTED, f"Method not found: {(path or b'').decode('latin-1')}")
         if encoding not in (None, b"identity"):
-            return (grpc.StatusCode.UNIMPLEMENTED,
-                    f"grpc-encoding {encoding.decode('latin-1')} is not supported (send uncompressed messages)",
-                    None, None)
+            raise ServingError(grpc.StatusCode.UNIMPLEMENTED, f"grpc-encoding {encoding.decode('latin-1')} "
+                               "is not supported (send uncompressed messages)")
         deadline = None
         if timeout is not None:
             try:
                 deadline = time.monotonic() + parse_timeout(timeout)
             except ValueError as e:
-                return grpc.StatusCode.INTERNAL, str(e), None, None
-        body = stream.body
+                raise ServingError(grpc.StatusCode.INTERNAL, str(e)) from None
+        body, stream.body = stream.body, bytearray()
         if len(body) < 5 or len(body) != 5 + int.from_bytes(body[1:5], "big"):
-            return (grpc.StatusCode.INTERNAL,
-                    f"a unary call carries exactly one length-prefixed message; got {len(body)} bytes", None, None)
+            raise ServingError(grpc.StatusCode.INTERNAL, "a unary call carries exactly one length-prefixed "
+                               f"message; got {len(body)} bytes")
         if body[0] != 0:
-            return grpc.StatusCode.INTERNAL, "compressed message without a grpc-encoding", None, None
+            raise ServingError(grpc.StatusCode.INTERNAL, "compressed message without a grpc-encoding")
         try:
             request = method.parse(bytes(body[5:]))
         except Exception as e:  # noqa: BLE001 - any parse failure of the client's bytes
-            return grpc.StatusCode.INTERNAL, f"Failed to parse the request message: {e}", None, None
-        stream.body = bytearray()
-        return None, "", request, deadline
+            raise ServingError(grpc.StatusCode.INTERNAL, f"Failed to parse the request message: {e}") from None
+        return method.handler(request, deadline)
 
     def _answered(self, stream: _Stream, result, error: BaseException | None) -> None:
         if stream.closed or self.closing:
@@ -634,7 +633,6 @@ class GrpcServer:
         """Stops accepting, tells every client (GOAWAY), waits up to `grace` seconds for
         the calls in flight, then closes the connections."""
         self.listener.close()
-        self.listener.sock.close()
         for conn in list(self.connections):
             conn.goaway()
         self._idle.clear()

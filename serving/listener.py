@@ -1,6 +1,6 @@
 """Listening sockets and accepting connections, for one server process or several.
 
-    sock = listen_socket(host, port)                        # port 0: a free port
+    sock = listen_socket(host, port, "REST")                # port 0: a free port
     listener = Listener(sock, protocol_factory, balance)    # on the serving loop
     ...
     listener.close()
@@ -44,6 +44,16 @@ def listen_socket(host: str, port: int, what: str) -> socket.socket:
         raise OSError(e.errno, f"could not bind {what} to {host}:{port}: {reason}") from None
     sock.setblocking(False)
     return sock
+
+
+def server_sockets(host: str, grpc_port: int, rest_port: int) -> tuple[socket.socket, socket.socket]:
+    """The gRPC and REST listening sockets of a server (or of a worker pool), both or none."""
+    grpc_sock = listen_socket(host, grpc_port, "gRPC")
+    try:
+        return grpc_sock, listen_socket(host, rest_port, "REST")
+    except OSError:
+        grpc_sock.close()
+        raise
 
 
 class Balance:

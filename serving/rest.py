@@ -332,7 +332,6 @@ class RestServer:
 
     async def close(self) -> None:
         self.listener.close()
-        self.listener.sock.close()
         for conn in list(self.connections):
             conn._close()
 

@@ -23,7 +23,7 @@ import socket
 import threading
 
 from movierec.serving.grpc_service import start_grpc_server
-from movierec.serving.listener import Balance, listen_socket
+from movierec.serving.listener import Balance, server_sockets
 from movierec.serving.manager import ModelManager
 from movierec.serving.model_config import ModelSpec
 from movierec.serving.rest import start_rest_server
@@ -57,19 +57,14 @@ class ModelServer:
 
     def start(self) -> "ModelServer":
         if self._sockets is None:
-            grpc_sock = listen_socket(self.options.host, self.options.grpc_port, "gRPC")
-            try:
-                self._sockets = (grpc_sock, listen_socket(self.options.host, self.options.rest_port, "REST"))
-            except OSError:
-                grpc_sock.close()
-                raise
-        self.manager.start()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="serving-loop", daemon=True)
-        self._thread.start()
+            self._sockets = server_sockets(self.options.host, self.options.grpc_port, self.options.rest_port)
         try:
+            self.manager.start()
+            self._loop = asyncio.new_event_loop()
+            self._thread = threading.Thread(target=self._loop.run_forever, name="serving-loop", daemon=True)
+            self._thread.start()
             asyncio.run_coroutine_threadsafe(self._start_front_ends(), self._loop).result()
-        except BaseException:
+        except BaseException:   # nothing half-started is left behind: sockets, loop, threads
             self.stop()
             raise
         # Everything alive now (TensorFlow's modules, the loaded graphs: ~400k objects) moves
@@ -103,9 +98,6 @@ class ModelServer:
             await self._grpc.stop(grace=2)
 
     def stop(self) -> None:
-        for sock in self._sockets or ():
-            if self._grpc is None or self._rest is None:
-                sock.close()   # a start that failed before both front ends took theirs
         if self._loop is not None:
             if self._thread.is_alive():
                 asyncio.run_coroutine_threadsafe(self._stop_front_ends(), self._loop).result(timeout=30)
@@ -113,6 +105,8 @@ class ModelServer:
                 self._thread.join(timeout=30)
             self._loop.close()
             self._loop = None
+        for sock in self._sockets or ():   # this process's listening sockets (or its copies of the pool's)
+            sock.close()
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None

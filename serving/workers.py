@@ -27,7 +27,7 @@ import tempfile
 import threading
 import time
 
-from movierec.serving.listener import DEAD, listen_socket
+from movierec.serving.listener import DEAD, server_sockets
 from movierec.serving.model_config import ModelSpec
 from movierec.serving.options import ServerOptions
 
@@ -69,13 +69,7 @@ class WorkerPool:
     def __init__(self, specs: list[ModelSpec], options: ServerOptions):
         if options.workers < 2:
             raise ValueError(f"a worker pool needs workers >= 2, got {options.workers}")
-        grpc_sock = listen_socket(options.host, options.grpc_port, "gRPC")
-        try:
-            rest_sock = listen_socket(options.host, options.rest_port, "REST")
-        except OSError:
-            grpc_sock.close()
-            raise
-        self.sockets = (grpc_sock, rest_sock)
+        self.sockets = grpc_sock, rest_sock = server_sockets(options.host, options.grpc_port, options.rest_port)
         # port 0 (tests): the ports the sockets got
         self.options = dataclasses.replace(options, grpc_port=grpc_sock.getsockname()[1],
                                            rest_port=rest_sock.getsockname()[1])
