@@ -144,17 +144,22 @@ async def rest_client(port, model, users, stop, out, errors, rng):
         writer.close()
 
 
-async def grpc_client(channel, model, users, stop, out, errors, rng):
-    import grpc
+def top10_request(model: str, user: str):
+    """The benchmark's gRPC PredictRequest: top-10 for one user, nothing excluded."""
     import tensorflow as tf
     from movierec.serving.client import predict_request
+
+    return predict_request(model, {"user_id": tf.make_tensor_proto(np.array([user], dtype=object)),
+                                   "k": tf.make_tensor_proto(np.int32(10)),
+                                   "exclude_movie_ids": tf.make_tensor_proto(np.array([[""]], dtype=object))})
+
+
+async def grpc_client(channel, model, users, stop, out, errors, rng):
+    import grpc
     from tensorflow_serving.apis import prediction_service_pb2_grpc
 
     stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-    k = tf.make_tensor_proto(np.int32(10))
-    ex = tf.make_tensor_proto(np.array([[""]], dtype=object))
-    requests = [predict_request(model, {"user_id": tf.make_tensor_proto(np.array([u], dtype=object)),
-                                        "k": k, "exclude_movie_ids": ex}) for u in users[:500]]
+    requests = [top10_request(model, u) for u in users[:500]]
     while not stop.is_set():
         request = rng.choice(requests)
         start = time.perf_counter()
@@ -223,13 +228,7 @@ def run_wrk(rest_port, model, users_file, concurrency, seconds):
 
 def grpc_body(model: str, user: str) -> bytes:
     """One length-prefixed PredictRequest, as gRPC puts it on the wire."""
-    import tensorflow as tf
-    from movierec.serving.client import predict_request
-
-    request = predict_request(model, {"user_id": tf.make_tensor_proto(np.array([user], dtype=object)),
-                                      "k": tf.make_tensor_proto(np.int32(10)),
-                                      "exclude_movie_ids": tf.make_tensor_proto(np.array([[""]], dtype=object))})
-    raw = request.SerializeToString()
+    raw = top10_request(model, user).SerializeToString()
     return struct.pack(">BI", 0, len(raw)) + raw
 
 
