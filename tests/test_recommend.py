@@ -165,3 +165,24 @@ def test_catalog_takes_title_and_multi_hot_genres_per_movie():
     assert cat.genre_strings() == ["g0|g2", "g1"]
     with pytest.raises(ValueError, match=r"1 vocabulary movies have no rating .* \['d'\]"):
         build_catalog(data, ["a", "b", "c", "d"], ["g0", "g1", "g2"])
+
+
+def test_gather_mask_rows_follow_the_batch_including_empty_rows():
+    from movierec.components.recommend import gather_mask
+    # users 0: [4, 7], 1: nothing, 2: [1, 2, 3]
+    splits = tf.constant([0, 2, 2, 5], tf.int64)
+    values = tf.constant([4, 7, 1, 2, 3], tf.int64)
+    rows, cols = gather_mask(splits, values, tf.constant([2, 1, 0, 1], tf.int64))
+    assert list(zip(rows.numpy().tolist(), cols.numpy().tolist())) == [(0, 1), (0, 2), (0, 3), (2, 4), (2, 7)]
+    rows, cols = gather_mask(splits, values, tf.constant([1], tf.int64))
+    assert rows.numpy().tolist() == [] and cols.numpy().tolist() == []
+
+
+def test_masked_top_k_without_the_padding_step_gives_the_same_answer():
+    scores = tf.constant([[1, 5, 3, 4], [2, 2, 2, 2]], tf.float32)
+    rows, cols = tf.constant([0, 1], tf.int64), tf.constant([1, 0], tf.int64)
+    padded = masked_top_k(scores, rows, cols, tf.constant(3))
+    lean = masked_top_k(scores, rows, cols, tf.constant(3), max_k=4)   # max_k <= N: no padding step
+    for a, b in zip(padded, lean):
+        assert a.numpy().tolist() == b.numpy().tolist()
+    assert lean[0].numpy().tolist() == [[3, 2, 0], [1, 2, 3]]
