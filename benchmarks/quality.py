@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
+import json
 import os
 import sys
 import tempfile
@@ -194,13 +195,13 @@ def score(model_dir: str | None, split: Split, ranking: bool) -> dict:
     return ev.model_rating_errors(loaded, data) or {}
 
 
-MODELS = ("mf-mse", "mf-mse-hybrid", "mf-bayes", "mf-bayes-hybrid", "mf-ials", "mf-ials-hybrid", "content",
+MODELS = ("mf", "mf-mse", "mf-mse-hybrid", "mf-bayes", "mf-bayes-hybrid", "mf-ials", "mf-ials-hybrid", "content",
           "popularity")
 
 
 def model_configs():
     from movierec.config import MFConfig
-    return {"mf-mse": MFConfig(objective="mse"), "mf-mse-hybrid": MFConfig(objective="mse", hybrid=True),
+    return {"mf": MFConfig(), "mf-mse": MFConfig(objective="mse"), "mf-mse-hybrid": MFConfig(objective="mse", hybrid=True),
             "mf-bayes": MFConfig(objective="bayes"), "mf-bayes-hybrid": MFConfig(objective="bayes", hybrid=True),
             "mf-ials": MFConfig(objective="ials"), "mf-ials-hybrid": MFConfig(objective="ials", hybrid=True)}
 
@@ -291,6 +292,8 @@ def main(argv=None) -> int:
     p.add_argument("--tune-hybrid", action="store_true",
                    help="sweep the hybrid's genre L2 at the default iALS point, on the validation split")
     p.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {MODELS}")
+    p.add_argument("--json", metavar="PATH", help="also write every row (protocol, model, metrics, fit seconds) "
+                   "as a JSON list to PATH")
     args = p.parse_args(argv)
     ratings, movies = load(args.data_dir)
     models = tuple(m for m in args.models.split(",") if m)
@@ -336,6 +339,9 @@ def main(argv=None) -> int:
             rating_rows += run_protocol("u1.base/u1.test", tr, te, movies, tmp, False, models)
         tr, te = per_user_split(ratings, 0.75, SEED)
         ranking_rows = run_protocol("ranking", tr, te, movies, tmp, True, models)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rating_rows + ranking_rows, f, indent=1)
     print("Rating prediction (predict_rating signature):\n")
     print(rating_table(rating_rows))
     print("\nTop-10 ranking (serving_default signature, train movies masked):\n")
