@@ -12,6 +12,24 @@ Per user u with R = |relevant[u]| > 0 and hits h_i (1 if top[u, i] is relevant):
 Means are over users with R > 0; users with no relevant item are left out of every mean and
 counted in `users_without_relevant` (they cannot be ranked well or badly).
 coverage@k = distinct recommended items (over all users, padding excluded) / catalog size.
+
+Beyond accuracy (who is served well, and what gets recommended):
+Counts come from the train split: `item_counts` int [N] ratings per catalog item,
+`user_counts` int [U] ratings per ranked user (row of `top`).
+
+novelty@k = mean over recommended slots (padding excluded) of -log2 p(m), with
+    p(m) = (c_m + 1) / (C + N)   (C = sum of item_counts; add-one smoothing keeps a never-
+    rated movie finite: it is the most novel one). Higher = less obvious recommendations.
+user activity segments: terciles of user_counts over the ranked users. With q1, q2 the
+    counts at ranks ceil(U/3) and ceil(2U/3) (ascending), light: c <= q1, medium:
+    q1 < c <= q2, heavy: c > q2; ties stay together, so segments can differ in size.
+movie popularity segments: items sorted by count, most rated first (ties by index);
+    head = the most rated items holding the first third of all train ratings (an item is
+    head if the items before it hold < C/3), torso up to two thirds, tail the rest
+    (including never-rated items and relevant items outside the catalog, index < 0).
+    Per segment: share_of_recommendations = recommended slots on the segment's items /
+    all recommended slots; precision = hits among those slots / those slots; recall =
+    those hits / the relevant items of the segment (over all users with relevant items).
 """
 from __future__ import annotations
 
@@ -56,3 +74,93 @@ def ranking_metrics(top: np.ndarray, relevant: Sequence[Collection[int]], k: int
     result["users_without_relevant"] = skipped
     result["ndcg_per_user"] = per_user["ndcg"]
     return result
+
+
+USER_SEGMENTS = ("light", "medium", "heavy")
+MOVIE_SEGMENTS = ("head", "torso", "tail")
+
+
+def novelty(top: np.ndarray, k: int, item_counts: np.ndarray) -> float:
+    """Mean self-information (bits) of the recommended items at k; 0.0 when none."""
+    counts = np.asarray(item_counts, np.float64)
+    top = np.asarray(top)[:, :k]
+    valid = top[top >= 0]
+    if not len(valid):
+        return 0.0
+    p = (counts[valid] + 1) / (counts.sum() + len(counts))
+    return float(np.mean(-np.log2(p)))
+
+
+def user_activity_segments(user_counts: np.ndarray) -> tuple[np.ndarray, list[dict]]:
+    """(segment index 0/1/2 per user, one {name, users, min_count, max_count} per segment)."""
+    counts = np.asarray(user_counts, np.int64)
+    if not len(counts):
+        return np.zeros(0, np.int64), [{"name": n, "users": 0, "min_count": None, "max_count": None}
+                                       for n in USER_SEGMENTS]
+    ordered = np.sort(counts)
+    q1 = ordered[-(-len(counts) // 3) - 1]
+    q2 = ordered[-(-2 * len(counts) // 3) - 1]
+    segment = np.where(counts <= q1, 0, np.where(counts <= q2, 1, 2))
+    return segment, [_describe(n, counts[segment == s], "users") for s, n in enumerate(USER_SEGMENTS)]
+
+
+def movie_popularity_segments(item_counts: np.ndarray) -> tuple[np.ndarray, list[dict]]:
+    """(segment index 0/1/2 per item, one {name, movies, min_count, max_count,
+    share_of_ratings} per segment)."""
+    counts = np.asarray(item_counts, np.int64)
+    total = counts.sum()
+    order = np.argsort(-counts, kind="stable")
+    before = np.cumsum(counts[order]) - counts[order]
+    segment = np.empty(len(counts), np.int64)
+    segment[order] = np.where(3 * before < total, 0, np.where(3 * before < 2 * total, 1, 2))
+    described = []
+    for s, name in enumerate(MOVIE_SEGMENTS):
+        part = counts[segment == s]
+        described.append({**_describe(name, part, "movies"),
+                          "share_of_ratings": float(part.sum() / total) if total else 0.0})
+    return segment, described
+
+
+def _describe(name: str, counts: np.ndarray, unit: str) -> dict:
+    return {"name": name, unit: int(len(counts)),
+            "min_count": int(counts.min()) if len(counts) else None,
+            "max_count": int(counts.max()) if len(counts) else None}
+
+
+def by_user_segment(top: np.ndarray, relevant: Sequence[Collection[int]], k: int, catalog_size: int,
+                    user_segment: np.ndarray) -> dict:
+    """{segment name: {users, ndcg@k, precision@k}}: `ranking_metrics` on each segment's rows."""
+    top = np.asarray(top)
+    user_segment = np.asarray(user_segment)
+    result = {}
+    for s, name in enumerate(USER_SEGMENTS):
+        rows = np.flatnonzero(user_segment == s)
+        if not len(rows):
+            result[name] = {"users": 0, f"ndcg@{k}": None, f"precision@{k}": None}
+            continue
+        m = ranking_metrics(top[rows], [relevant[r] for r in rows], k, catalog_size)
+        result[name] = {"users": m["users"], f"ndcg@{k}": m[f"ndcg@{k}"], f"precision@{k}": m[f"precision@{k}"]}
+    return result
+
+
+def by_movie_segment(top: np.ndarray, relevant: Sequence[Collection[int]], k: int,
+                     item_segment: np.ndarray) -> dict:
+    """{segment name: {share_of_recommendations, precision, recall}} (None where undefined)."""
+    top = np.asarray(top)[:, :k]
+    item_segment = np.asarray(item_segment)
+    tail = len(MOVIE_SEGMENTS) - 1
+    slots, hits, wanted = np.zeros(3), np.zeros(3), np.zeros(3)
+    for row, rel in zip(top, relevant):
+        rel = set(int(r) for r in rel)
+        if not rel:
+            continue
+        for m in rel:
+            wanted[item_segment[m] if 0 <= m < len(item_segment) else tail] += 1
+        for m in row[row >= 0]:
+            slots[item_segment[m]] += 1
+            hits[item_segment[m]] += int(m) in rel
+    total = slots.sum()
+    return {name: {"share_of_recommendations": float(slots[s] / total) if total else None,
+                   "precision": float(hits[s] / slots[s]) if slots[s] else None,
+                   "recall": float(hits[s] / wanted[s]) if wanted[s] else None}
+            for s, name in enumerate(MOVIE_SEGMENTS)}

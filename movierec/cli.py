@@ -24,7 +24,8 @@ import shlex
 import sys
 import time
 
-from movierec.config import MF_OBJECTIVES, EvaluationConfig, Gate, MFConfig, PipelineConfig, default_gates
+from movierec.components.ranking_evaluator.eval_config import EvalConfig, Rule
+from movierec.config import MF_OBJECTIVES, MODEL_NAMES, MFConfig, PipelineConfig
 
 EXIT_DATA_ERROR = 2
 EXIT_PIPELINE_ERROR = 3
@@ -69,7 +70,7 @@ def _add_run_args(p: argparse.ArgumentParser, retrain: bool = False) -> None:
                    help="invalid input lines tolerated (each is reported); default 0: any stops the run")
     p.add_argument("--max-k", type=int, default=100, help="largest k a request may ask (default: 100)")
     p.add_argument("--no-cache", action="store_true", help="disable TFX's execution cache")
-    e = EvaluationConfig()
+    e = EvalConfig()
     p.add_argument("--eval-k", type=int, action="append", default=None,
                    help=f"k of the ranking metrics; repeat for several (default: {list(e.ks)})")
     p.add_argument("--rating-threshold", type=float, default=None,
@@ -78,8 +79,11 @@ def _add_run_args(p: argparse.ArgumentParser, retrain: bool = False) -> None:
                    help="a candidate may be this much (relative) worse than the last blessed model "
                         "(default: %(default)s)")
     p.add_argument("--gate", action="append", default=[], metavar="MODEL=METRIC:BASELINE",
-                   help="blessing rule, e.g. mf=rmse:bias_baseline, content=ndcg@10:popularity "
-                        "(defaults), content=ndcg@10:none to drop the baseline rule")
+                   help="a blessing rule for one model (repeatable): METRIC must beat BASELINE "
+                        "(popularity for a ranking metric, bias_baseline for rmse/mae; none: no "
+                        "baseline, only the no-regression rule); it replaces the model's rule on "
+                        "that metric or adds one. Every model's defaults: ndcg@10:popularity, and "
+                        "rmse:bias_baseline when it has predict_rating. E.g. --gate content=ndcg@10:none")
     p.add_argument("--mf-objective", choices=list(MF_OBJECTIVES), default=d.objective,
                    help="mse: the article's rating model (default); ials: a ranking model for "
                         "top-k (implicit ALS factors + a bias rating head; gate ndcg@10 vs popularity); "
@@ -275,15 +279,20 @@ def _cmd_data(args) -> int:
 
 
 # -- run ----------------------------------------------------------------------------------
-def parse_gates(specs: list[str], mf_objective: str = "mse") -> tuple:
-    gates = dict(default_gates(mf_objective))
+def parse_gates(specs: list[str]) -> tuple[tuple[str, Rule], ...]:
+    """`--gate MODEL=METRIC:BASELINE` flags -> (model, rule) overrides of the default rules
+    (the rules and model names are checked by EvalConfig and PipelineConfig)."""
+    overrides = []
     for spec in specs:
         model, sep, rule = spec.partition("=")
         metric, sep2, baseline = rule.partition(":")
-        if not (sep and sep2 and model in gates and metric):
-            raise ValueError(f"--gate {spec!r}: expected MODEL=METRIC:BASELINE with MODEL in {sorted(gates)}")
-        gates[model] = Gate(metric, None if baseline == "none" else baseline)
-    return tuple(gates.items())
+        if not (sep and sep2 and model and metric and baseline):
+            raise ValueError(f"--gate {spec!r}: expected MODEL=METRIC:BASELINE, e.g. mf=ndcg@10:popularity")
+        try:
+            overrides.append((model, Rule(metric, None if baseline == "none" else baseline)))
+        except ValueError as e:
+            raise ValueError(f"--gate {spec!r}: {e}") from None
+    return tuple(overrides)
 
 
 def _config_from_args(args, data_dir: str) -> PipelineConfig:
@@ -293,11 +302,8 @@ def _config_from_args(args, data_dir: str) -> PipelineConfig:
                   bayes_samples=args.bayes_samples, bayes_burn_in=args.bayes_burn_in, bayes_thin=args.bayes_thin,
                   bayes_implicit=args.bayes_implicit, epochs=args.epochs, batch_size=args.batch_size,
                   learning_rate=args.learning_rate, l2=args.l2, seed=args.seed)
-    evaluation = EvaluationConfig(ks=tuple(args.eval_k or EvaluationConfig().ks), rating_threshold=args.rating_threshold,
-                                  max_regression=args.max_regression, gates=parse_gates(args.gate, args.mf_objective))
-    for name, _ in evaluation.gates:  # validated once, here, with the evaluator's own rules
-        from movierec.components.ranking_evaluator.eval_config import EvalConfig  # noqa: PLC0415
-        EvalConfig.from_dict(evaluation.evaluator_config(name))
+    evaluation = EvalConfig(ks=tuple(args.eval_k or EvalConfig().ks), rating_threshold=args.rating_threshold,
+                            max_regression=args.max_regression, overrides=parse_gates(args.gate))
     beam = {} if args.beam_pipeline_args is None else {"beam_pipeline_args": tuple(shlex.split(args.beam_pipeline_args))}
     return PipelineConfig.from_output_dir(
         data_dir, args.output_dir, eval_percent=args.eval_percent,
@@ -545,7 +551,7 @@ def _cmd_report(args) -> int:
 
     config = PipelineConfig.from_output_dir(".", args.output_dir)
     found = False
-    for name, _ in config.evaluation.gates:
+    for name in MODEL_NAMES:
         latest = summary.latest_evaluation(config, name)
         if latest is None:
             continue

@@ -12,6 +12,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from movierec.components.ranking_evaluator.eval_config import EvalConfig
+
 
 def _check(condition: bool, name: str, value: Any, expectation: str) -> None:
     if not condition:
@@ -93,53 +95,8 @@ class MFConfig:
         _check(0 <= self.l2 < 100, "mf.l2", self.l2, "in [0, 100)")
 
 
-@dataclass(frozen=True)
-class Gate:
-    """What a model must achieve to be blessed (and so pushed).
-
-    judged_on: "rmse"/"mae" (lower is better) or a ranking metric at one of `EvaluationConfig.ks`
-    ("ndcg@10", "precision@10", ...); must_beat: "bias_baseline", "popularity" or None.
-    """
-
-    judged_on: str
-    must_beat: str | None
-
-
-DEFAULT_GATES = (
-    ("mf", Gate("rmse", "bias_baseline")),        # a rating model must beat mean + biases
-    ("content", Gate("ndcg@10", "popularity")),   # a top-k model must beat popularity
-)
-RANKING_MF_GATE = Gate("ndcg@10", "popularity")   # mf with objective "ials" is a top-k model
-
-
-def default_gates(mf_objective: str = "mse") -> tuple:
-    gates = dict(DEFAULT_GATES)
-    if mf_objective == "ials":
-        gates["mf"] = RANKING_MF_GATE
-    return tuple(gates.items())
-
-
-@dataclass(frozen=True)
-class EvaluationConfig:
-    ks: tuple[int, ...] = (10,)
-    rating_threshold: float | None = None   # None: every eval rating is relevant
-    max_regression: float = 0.01            # vs the last blessed model, relative
-    gates: tuple[tuple[str, Gate], ...] = DEFAULT_GATES
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "ks", tuple(sorted(set(self.ks))))
-        _check(bool(self.ks) and all(1 <= k <= 1000 for k in self.ks), "evaluation.ks", self.ks,
-               "one or more k in 1..1000")
-        _check(0 <= self.max_regression < 1, "evaluation.max_regression", self.max_regression, "in [0, 1)")
-        object.__setattr__(self, "gates", tuple((n, g) for n, g in self.gates))
-
-    def gate(self, model_name: str) -> Gate:
-        return dict(self.gates)[model_name]
-
-    def evaluator_config(self, model_name: str) -> dict[str, Any]:
-        g = self.gate(model_name)
-        return {"ks": list(self.ks), "rating_threshold": self.rating_threshold, "judged_on": g.judged_on,
-                "must_beat": g.must_beat, "max_regression": self.max_regression}
+# The pipeline's models, one Trainer -> Evaluator -> Pusher branch each (pipeline/pipeline.py).
+MODEL_NAMES = ("mf", "content")
 
 
 @dataclass(frozen=True)
@@ -168,7 +125,8 @@ class PipelineConfig:
     # installation as an sdist before every Beam component (~2.3 s each).
     beam_pipeline_args: tuple[str, ...] = LOCAL_BEAM_ARGS
     mf: MFConfig = field(default_factory=MFConfig)
-    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    # ks, blessing rules (per model), max_regression: components/ranking_evaluator/eval_config.py
+    evaluation: EvalConfig = field(default_factory=EvalConfig)
     check_local_files: bool = True
     # None: `data_dir` is one MovieLens folder. 0: `data_dir` holds span-<N>/ folders and a
     # run reads all of them; W >= 1: the last W spans (see components/data/spans.py).
@@ -192,6 +150,9 @@ class PipelineConfig:
         _check(1 <= self.max_k <= 10_000, "max_k", self.max_k, "1..10000")
         object.__setattr__(self, "beam_pipeline_args", tuple(self.beam_pipeline_args))
         _check(isinstance(self.mf, MFConfig), "mf", self.mf, "an MFConfig")
+        _check(isinstance(self.evaluation, EvalConfig), "evaluation", self.evaluation, "an EvalConfig")
+        unknown = sorted({m for m, _ in self.evaluation.overrides} - set(MODEL_NAMES))
+        _check(not unknown, "evaluation.overrides", unknown, f"rules are for the models {list(MODEL_NAMES)}")
         _check(self.span_window is None or 0 <= self.span_window <= 100_000, "span_window",
                self.span_window, "None (one folder), 0 (all spans) or a number of spans")
 

@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from movierec.components.mf import ials, train
 from movierec.components.mf.biases import fit_bias_baseline
-from movierec.config import MFConfig, RANKING_MF_GATE, default_gates
+from movierec.config import MFConfig
 from tests.mf_fixtures import GROUPS, interactions
 
 
@@ -75,5 +75,3 @@ def test_mse_model_is_unchanged_by_the_switches():
 def test_defaults_follow_the_objective():
     assert MFConfig().embedding_dim == 32 and MFConfig(objective="ials").embedding_dim == 128
     assert MFConfig(objective="ials", embedding_dim=16).embedding_dim == 16
-    assert dict(default_gates("ials"))["mf"] == RANKING_MF_GATE
-    assert dict(default_gates("mse"))["mf"].judged_on == "rmse"

@@ -3,7 +3,9 @@ import math
 
 import pytest
 
-from movierec.components.ranking_metrics import ranking_metrics
+from movierec.components.ranking_metrics import (
+    by_movie_segment, by_user_segment, movie_popularity_segments, novelty, ranking_metrics,
+    user_activity_segments)
 
 
 def test_hand_worked_two_users():
@@ -42,3 +44,54 @@ def test_bad_arguments_are_named():
         ranking_metrics([[1, 2, 3]], [{1}], k=4, catalog_size=3)
     with pytest.raises(ValueError, match="2 ranked lists but 1 relevance sets"):
         ranking_metrics([[1], [2]], [{1}], k=1, catalog_size=3)
+
+
+def test_novelty_is_mean_self_information_with_add_one_counts():
+    # counts [3, 1, 0, 0]: C = 4, N = 4 -> p = 4/8, 2/8, 1/8, 1/8 -> 1, 2, 3, 3 bits
+    counts = [3, 1, 0, 0]
+    top = [[0, 1, -1], [2, 0, 3]]
+    assert novelty(top, 3, counts) == pytest.approx((1 + 2 + 3 + 1 + 3) / 5)   # padding skipped
+    assert novelty(top, 2, counts) == pytest.approx((1 + 2 + 3 + 1) / 4)
+    assert novelty([[-1]], 1, counts) == 0.0
+
+
+def test_user_activity_terciles_keep_ties_together():
+    # sorted counts 1..6: q1 = 2 (rank 2), q2 = 4 (rank 4)
+    segment, described = user_activity_segments([5, 1, 3, 6, 2, 4])
+    assert segment.tolist() == [2, 0, 1, 2, 0, 1]
+    assert described[0] == {"name": "light", "users": 2, "min_count": 1, "max_count": 2}
+    assert described[2] == {"name": "heavy", "users": 2, "min_count": 5, "max_count": 6}
+    # [2, 2, 2, 5]: q1 = q2 = 2, so every 2 is light and the medium tercile is empty
+    segment, described = user_activity_segments([2, 2, 2, 5])
+    assert segment.tolist() == [0, 0, 0, 2]
+    assert described[1] == {"name": "medium", "users": 0, "min_count": None, "max_count": None}
+
+
+def test_movie_popularity_thirds_of_the_train_ratings():
+    # by count: item 1 (6), 3 (3), 4 (2), 0 (1), 2 (0); C = 12; ratings before each: 0, 6, 9, 11, 12
+    # head: before < 4 -> item 1; torso: before < 8 -> item 3; tail: items 4, 0, 2
+    segment, described = movie_popularity_segments([1, 6, 0, 3, 2])
+    assert segment.tolist() == [2, 0, 2, 1, 2]
+    assert described == [
+        {"name": "head", "movies": 1, "min_count": 6, "max_count": 6, "share_of_ratings": 0.5},
+        {"name": "torso", "movies": 1, "min_count": 3, "max_count": 3, "share_of_ratings": 0.25},
+        {"name": "tail", "movies": 3, "min_count": 0, "max_count": 2, "share_of_ratings": 0.25}]
+
+
+def test_by_movie_segment_shares_precision_and_recall():
+    segment = [2, 0, 2, 1, 2]      # items: 1 head, 3 torso, 0 / 2 / 4 tail
+    # user 0: recommends 1 (head), 3 (torso, hit), 0 (tail, hit); relevant 3, 0 and -5 (outside
+    #         the catalog: tail). user 1: 1 (head), 4 (tail, hit), padding; relevant 4, 2 (tail)
+    m = by_movie_segment([[1, 3, 0], [1, 4, -1]], [{3, 0, -5}, {4, 2}], 3, segment)
+    # slots head 2, torso 1, tail 2 (of 5); hits 0, 1, 2; relevant 0, 1, 4
+    assert m["head"] == {"share_of_recommendations": 0.4, "precision": 0.0, "recall": None}
+    assert m["torso"] == {"share_of_recommendations": 0.2, "precision": 1.0, "recall": 1.0}
+    assert m["tail"] == {"share_of_recommendations": 0.4, "precision": 1.0, "recall": 0.5}
+
+
+def test_by_user_segment_is_ranking_metrics_on_each_segment():
+    # light: users 0 (hit at rank 1: NDCG 1) and 2 (hit at rank 2: NDCG 1/log2(3)); heavy: user 1 (no hit)
+    m = by_user_segment([[1, 2], [3, 4], [5, 6]], [{1}, {9}, {6}], 2, 10, [0, 2, 0])
+    assert m["light"] == {"users": 2, "ndcg@2": pytest.approx((1 + 1 / math.log2(3)) / 2), "precision@2": 0.5}
+    assert m["medium"] == {"users": 0, "ndcg@2": None, "precision@2": None}
+    assert m["heavy"] == {"users": 1, "ndcg@2": 0.0, "precision@2": 0.0}

@@ -6,7 +6,7 @@ Inputs:  examples (transformed, train + eval splits), transform_graph (vocabular
 Outputs: blessing (ModelBlessing, `blessed` 1/0 with `current_model_id`, read by the
          Pusher and by LatestBlessedModelStrategy), evaluation (ModelEvaluation:
          metrics.json, report.html, PNG plots).
-Parameters: model_name, eval_config (JSON, see executor.EvalConfig).
+Parameters: model_name, eval_config (JSON: `EvalConfig.evaluator_config(model_name)`, eval_config.py).
 """
 from __future__ import annotations
 

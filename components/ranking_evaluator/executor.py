@@ -4,21 +4,25 @@ For the candidate (and the last blessed model, when the Resolver found one):
   * ranking metrics from the model's own `serving_default` on its `Format-TFMA` export
     (train split masked): every known user with eval ratings gets a top-k list, batched
     (`batch_users` users per signature call); relevant = the user's eval-split movies with
-    rating >= `rating_threshold` (default: all). Metrics: `components/ranking_metrics.py`.
+    rating >= `rating_threshold` (default: all). Metrics, novelty and the per-segment
+    metrics (users by train activity, movies by train popularity) are defined in
+    `components/ranking_metrics.py`.
   * rating metrics (RMSE, MAE) when the model has `predict_rating`.
 Baselines fitted here on the train split: popularity (train rating counts, train movies
 masked) and bias-only ratings (global mean + user and movie biases, ridge-regularised,
 alternating updates).
 
-Blessing (EvalConfig): the candidate's `judged_on` metric must beat `must_beat`
-(`bias_baseline` for RMSE, `popularity` for a ranking metric), and, when a previous
-blessed model exists, must not be worse than it by more than `max_regression` (relative).
-Every rule is reported with both numbers; the Pusher pushes only a blessed model.
+Blessing (`EvalConfig.rules`, see eval_config.py): each rule's metric must beat its
+baseline, and, when a previous blessed model exists, must not be worse than that model's
+by more than `max_regression` (relative); a rating rule applies only to a candidate with
+rating metrics. Every rule is reported with both numbers; the Pusher pushes only a blessed
+model. The evaluation artifact holds metrics.json and a self-contained report.html.
 """
 from __future__ import annotations
 
 import base64
 import dataclasses
+import html
 import io
 import json
 import logging
@@ -34,8 +38,8 @@ from tfx.types import artifact_utils
 
 from movierec.components.mf.biases import fit_bias_baseline
 from movierec.components import features, training_data
+from movierec.components import ranking_metrics as rm
 from movierec.components.ranking_evaluator.eval_config import LOWER_IS_BETTER, EvalConfig
-from movierec.components.ranking_metrics import ranking_metrics
 
 REPORT_FILE = "report.html"
 METRICS_FILE = "metrics.json"
@@ -94,10 +98,14 @@ def model_top_k(loaded, data: EvalData, k: int, batch_users: int) -> np.ndarray:
     return np.concatenate(rows) if rows else np.zeros((0, k), np.int64)
 
 
+def movie_counts(data: EvalData) -> np.ndarray:
+    """Train ratings per vocabulary movie [N]."""
+    n = len(data.movie_vocab)
+    return np.bincount(data.train.movie_idx[data.train.movie_idx < n], minlength=n)
+
+
 def popularity_top_k(data: EvalData, k: int) -> np.ndarray:
-    counts = np.bincount(data.train.movie_idx[data.train.movie_idx < len(data.movie_vocab)],
-                         minlength=len(data.movie_vocab))
-    order = np.argsort(-counts, kind="stable")
+    order = np.argsort(-movie_counts(data), kind="stable")
     top = np.full((len(data.users), k), -1, np.int64)
     for i, seen in enumerate(data.train_seen):
         seen = set(seen.tolist())
@@ -107,11 +115,38 @@ def popularity_top_k(data: EvalData, k: int) -> np.ndarray:
 
 
 def ranking_at(top: np.ndarray, data: EvalData, ks: tuple[int, ...]) -> dict:
-    """Ranking metrics at every k of `ks` from lists of length max(ks); per-user NDCG at
-    the largest k is kept under `ndcg_per_user` for the report."""
+    """Ranking metrics and novelty at every k of `ks` from lists of length max(ks); per-user
+    NDCG at the largest k is kept under `ndcg_per_user` for the report."""
     metrics = {}
+    counts = movie_counts(data)
     for k in ks:
-        metrics.update(ranking_metrics(top, data.relevant, k, len(data.movie_vocab)))
+        metrics.update(rm.ranking_metrics(top, data.relevant, k, len(data.movie_vocab)))
+        metrics[f"novelty@{k}"] = rm.novelty(top, k, counts)
+    return metrics
+
+
+@dataclasses.dataclass
+class Segments:
+    """Eval users by train activity and movies by train popularity (ranking_metrics.py)."""
+    user_segment: np.ndarray    # per user in EvalData.users
+    movie_segment: np.ndarray   # per vocabulary movie
+    described: dict             # {"user_activity": [...], "movie_popularity": [...]}
+
+
+def segments(data: EvalData) -> Segments:
+    user_counts = np.bincount(data.train.user_idx, minlength=len(data.user_vocab) + 1)[data.users]
+    users, user_desc = rm.user_activity_segments(user_counts)
+    movies, movie_desc = rm.movie_popularity_segments(movie_counts(data))
+    return Segments(users, movies, {"user_activity": user_desc, "movie_popularity": movie_desc})
+
+
+def list_metrics(top: np.ndarray, data: EvalData, ks: tuple[int, ...], segs: Segments) -> dict:
+    """`ranking_at` plus, at the largest k, the metrics of each user and movie segment."""
+    k = max(ks)
+    metrics = ranking_at(top, data, ks)
+    metrics["segments"] = {
+        "user_activity": rm.by_user_segment(top, data.relevant, k, len(data.movie_vocab), segs.user_segment),
+        "movie_popularity": rm.by_movie_segment(top, data.relevant, k, segs.movie_segment)}
     return metrics
 
 
@@ -131,43 +166,96 @@ def model_rating_errors(loaded, data: EvalData, batch: int = 65536) -> dict | No
     return rating_errors(np.concatenate(preds), data.eval.rating)
 
 
-def evaluate_model(model_uri: str, data: EvalData, config: EvalConfig) -> dict:
+def evaluate_model(model_uri: str, data: EvalData, config: EvalConfig, segs: Segments) -> tuple[dict, np.ndarray]:
+    """(metrics, top-k lists [users, max(ks)]) of one model's train-masked export."""
     model_dir = os.path.join(model_uri, "Format-TFMA")
     if not os.path.isdir(model_dir):
         raise FileNotFoundError(f"{model_uri} has no Format-TFMA export (the train-masked model)")
     loaded = tf.saved_model.load(model_dir)
-    metrics = ranking_at(model_top_k(loaded, data, max(config.ks), config.batch_users), data, config.ks)
+    top = model_top_k(loaded, data, max(config.ks), config.batch_users)
+    metrics = list_metrics(top, data, config.ks, segs)
     errors = model_rating_errors(loaded, data)
     if errors:
         metrics.update(errors)
-    return metrics
+    return metrics, top
 
 
 def decide(config: EvalConfig, candidate: dict, baselines: dict, previous: dict | None) -> tuple[bool, list[str]]:
-    """(blessed, one line per rule with both numbers)."""
-    metric = config.judged_on
-    lower = metric in LOWER_IS_BETTER
-    value = candidate.get(metric)
-    if value is None:
-        return False, [f"{metric}: the candidate does not produce it (no predict_rating?)"]
+    """(blessed, one line per rule with both numbers), over `config.rules` in order.
+
+    A rule's metric missing from the candidate fails the gate, except a rating metric: a
+    model without predict_rating has none, and its rating rules do not apply."""
     reasons, blessed = [], True
-    better = (lambda a, b: a < b) if lower else (lambda a, b: a > b)
-    if config.must_beat is not None:
-        base = baselines[config.must_beat][metric]
-        ok = better(value, base)
-        blessed &= ok
-        reasons.append(f"{metric} {value:.4f} {'beats' if ok else 'does not beat'} "
-                       f"{config.must_beat} {base:.4f}")
-    if previous is not None and metric in previous:
-        prev = previous[metric]
+    for rule in config.rules:
+        metric = rule.metric
+        value = candidate.get(metric)
+        if value is None:
+            if rule.rating:
+                reasons.append(f"{metric}: not gated (the candidate has no predict_rating)")
+            else:
+                blessed = False
+                reasons.append(f"{metric}: the candidate does not produce it")
+            continue
+        lower = metric in LOWER_IS_BETTER
+        if rule.baseline is None:
+            reasons.append(f"{metric} {value:.4f}: no baseline to beat")
+        else:
+            base = baselines[rule.baseline][metric]
+            ok = value < base if lower else value > base
+            blessed &= ok
+            reasons.append(f"{metric} {value:.4f} {'beats' if ok else 'does not beat'} {rule.baseline} {base:.4f}")
+        if previous is None:
+            continue
+        prev = previous.get(metric)
+        if prev is None:
+            reasons.append(f"{metric}: the last blessed model has none to compare with")
+            continue
         limit = prev * (1 + config.max_regression) if lower else prev * (1 - config.max_regression)
         ok = value <= limit if lower else value >= limit
         blessed &= ok
         reasons.append(f"{metric} {value:.4f} {'within' if ok else 'worse than'} "
                        f"{config.max_regression:.0%} of the last blessed model's {prev:.4f}")
-    elif previous is None:
+    if previous is None:
         reasons.append("no previously blessed model to compare with")
     return blessed, reasons
+
+
+SAMPLE_SEED = 0
+SAMPLE_LIKED = 5     # train movies shown per sample user
+SAMPLE_K = 10        # recommendations shown per list
+
+
+def movie_titles(data: EvalData) -> list[str]:
+    """Title of every vocabulary movie, from its first rating in train or eval."""
+    titles = [""] * len(data.movie_vocab)
+    for part in (data.eval, data.train):   # train last: its titles win
+        known = np.flatnonzero(part.movie_idx < len(titles))
+        movies, first = np.unique(part.movie_idx[known], return_index=True)
+        for m, row in zip(movies, known[first]):
+            titles[m] = part.title[row].decode("utf-8", "replace")
+    return titles
+
+
+def sample_lists(data: EvalData, lists: dict[str, np.ndarray], n_users: int, seed: int = SAMPLE_SEED) -> list[dict]:
+    """`n_users` eval users drawn with `seed`: their best-rated train movies (highest rating,
+    then most rated in train) and each list's top SAMPLE_K titles, hits marked."""
+    if not n_users or not len(data.users):
+        return []
+    rows = np.sort(np.random.default_rng(seed).choice(len(data.users), min(n_users, len(data.users)), replace=False))
+    titles, counts = movie_titles(data), movie_counts(data)
+    samples = []
+    for r in rows:
+        u = int(data.users[r])
+        mine = np.flatnonzero((data.train.user_idx == u) & (data.train.movie_idx < len(titles)))
+        movies, ratings = data.train.movie_idx[mine], data.train.rating[mine]
+        best = np.lexsort((-counts[movies], -ratings))[:SAMPLE_LIKED]
+        relevant = data.relevant[r]
+        samples.append({
+            "user": data.user_vocab[u], "train_ratings": int(len(mine)), "relevant": len(relevant),
+            "liked": [{"title": titles[movies[i]], "rating": float(ratings[i])} for i in best],
+            "lists": {name: [{"title": titles[m], "hit": int(m) in relevant} for m in top[r, :SAMPLE_K] if m >= 0]
+                      for name, top in lists.items()}})
+    return samples
 
 
 class Executor(base_executor.BaseExecutor):
@@ -182,13 +270,19 @@ class Executor(base_executor.BaseExecutor):
                               config.rating_threshold)
         logging.info("RankingEvaluator[%s]: %d eval users", name, len(data.users))
 
-        candidate = evaluate_model(model.uri, data, config)
-        pop = ranking_at(popularity_top_k(data, max(config.ks)), data, config.ks)
+        segs = segments(data)
+        candidate, lists = evaluate_model(model.uri, data, config, segs)
+        lists = {name: lists}
+        pop_top = popularity_top_k(data, max(config.ks))
+        pop = list_metrics(pop_top, data, config.ks, segs)
         mu, bu, bm = fit_bias_baseline(data.train, len(data.user_vocab), len(data.movie_vocab), config.bias_l2)
         lo, hi = float(data.train.rating.min()), float(data.train.rating.max())
         bias_pred = np.clip(mu + bu[data.eval.user_idx] + bm[data.eval.movie_idx], lo, hi)
         baselines = {"popularity": pop, "bias_baseline": rating_errors(bias_pred, data.eval.rating)}
-        previous = evaluate_model(baseline[0].uri, data, config) if baseline else None
+        previous = None
+        if baseline:
+            previous, lists["last blessed"] = evaluate_model(baseline[0].uri, data, config, segs)
+        lists["popularity"] = pop_top
         blessed, reasons = decide(config, candidate, baselines, previous)
 
         blessing = artifact_utils.get_single_instance(output_dict["blessing"])
@@ -207,6 +301,7 @@ class Executor(base_executor.BaseExecutor):
             "model": name, "blessed": blessed, "reasons": reasons, "config": dataclasses.asdict(config),
             "candidate": _strip(candidate), "previous_blessed": _strip(previous) if previous else None,
             "baselines": {k: _strip(v) for k, v in baselines.items()}, "eval_users": int(len(data.users)),
+            "segments": segs.described, "samples": sample_lists(data, lists, config.sample_users),
             "training": {k: training.get(k) for k in ("loss_history", "eval_rmse_history") if k in training},
         }
         os.makedirs(evaluation.uri, exist_ok=True)
@@ -242,6 +337,78 @@ def _save_png(fig, path: str) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
+def _num(value, percent: bool = False) -> str:
+    if value is None:
+        return "<td class=na>–</td>"
+    return f"<td>{value:.1%}</td>" if percent else f"<td>{value:.4f}</td>"
+
+
+def _segment_tables(result: dict, columns: list[tuple[str, dict]]) -> str:
+    """The per-segment tables: one row per segment, each measure under every column's name."""
+    k = max(result["config"]["ks"])
+    described = result.get("segments") or {}
+    cols = [(label, m["segments"]) for label, m in columns if "segments" in m]
+    if not described or not cols:
+        return ""
+    names = "".join(f"<th>{label}</th>" for label, _ in cols)
+    span = len(cols)
+
+    def table(kind: str, head: list[str], measures: list[tuple[str, str, bool]], cells) -> str:
+        first = "".join(f"<th rowspan=2>{h}</th>" for h in head)
+        groups = "".join(f"<th colspan={span}>{title}</th>" for _, title, _ in measures)
+        body = ""
+        for seg in described[kind]:
+            body += f"<tr><th>{seg['name']}</th>{cells(seg)}" + "".join(
+                _num(m[kind][seg["name"]][key], pct) for key, _, pct in measures for _, m in cols) + "</tr>"
+        return (f"<table><tr><th rowspan=2>segment</th>{first}{groups}</tr>"
+                f"<tr>{names * len(measures)}</tr>{body}</table>")
+
+    def count_range(seg):
+        lo, hi = seg["min_count"], seg["max_count"]
+        return "–" if lo is None else (str(lo) if lo == hi else f"{lo}–{hi}")
+
+    users = table("user_activity", ["users", "train ratings per user"],
+                  [(f"ndcg@{k}", f"NDCG@{k}", False), (f"precision@{k}", f"Precision@{k}", False)],
+                  lambda seg: f"<td>{seg['users']}</td><td>{count_range(seg)}</td>")
+    movies = table("movie_popularity", ["movies", "train ratings per movie", "share of train ratings"],
+                   [("share_of_recommendations", f"share of the top-{k} slots", True),
+                    ("precision", "precision of those slots", False),
+                    ("recall", "recall of the segment's eval movies", False)],
+                   lambda seg: f"<td>{seg['movies']}</td><td>{count_range(seg)}</td><td>{seg['share_of_ratings']:.1%}</td>")
+    return (f"<h2>By user activity</h2><p>Eval users in terciles of their number of train ratings "
+            f"(users with the same count stay in one tercile).</p>{users}"
+            f"<h2>By movie popularity</h2><p>Movies by train ratings, most rated first: <b>head</b> = "
+            f"the most rated movies holding the first third of all train ratings, <b>torso</b> the "
+            f"second third, <b>tail</b> the rest (the long tail, including movies never rated in "
+            f"train). Recall counts the eval movies of each segment found in the top {k}.</p>{movies}")
+
+
+def _samples_html(samples: list[dict]) -> str:
+    if not samples:
+        return ""
+    out = [f"<h2>Sample users</h2><p>{len(samples)} eval users drawn with seed {SAMPLE_SEED}; "
+           f"<span class=hit>✓ bold</span> = a movie the user rated in the eval split.</p>"]
+    for s in samples:
+        liked = "".join(f"<li>{html.escape(m['title'])} <span class=na>({m['rating']:g})</span></li>" for m in s["liked"])
+        cols = "".join(
+            f"<div class=list><h4>{html.escape(name)} ({sum(r['hit'] for r in recs)} hits)</h4><ol>" + "".join(
+                f"<li class=hit>✓ {html.escape(r['title'])}</li>" if r["hit"] else f"<li>{html.escape(r['title'])}</li>"
+                for r in recs) + "</ol></div>"
+            for name, recs in s["lists"].items())
+        out.append(f"<div class=sample><h3>user {html.escape(s['user'])}: {s['train_ratings']} train ratings, "
+                   f"{s['relevant']} eval movies</h3><div class=lists><div class=list><h4>best rated in train</h4>"
+                   f"<ul>{liked}</ul></div>{cols}</div></div>")
+    return "".join(out)
+
+
+STYLE = """body{font-family:sans-serif;margin:2em;max-width:1150px;color:#222}
+table{border-collapse:collapse;margin:.5em 0 1em}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
+th{background:#f4f4f4}td.na,.na{color:#999}.verdict{padding:.2em .5em;border-radius:4px;color:#fff}
+.ok{background:#2a7d2a}.no{background:#b02a2a}.hit{color:#1a6b1a;font-weight:bold}
+.lists{display:flex;gap:1.5em;flex-wrap:wrap}.list{min-width:200px;max-width:260px;font-size:90%}
+.list h4{margin:.3em 0}.list ol,.list ul{padding-left:1.4em;margin:0}.sample{border-top:1px solid #ddd;margin-top:1em}"""
+
+
 def write_report(folder: str, result: dict, ndcg_model: list, ndcg_pop: list) -> str:
     """report.html (self-contained, plots embedded) + the plots as PNG files."""
     import matplotlib  # noqa: PLC0415
@@ -266,25 +433,32 @@ def write_report(folder: str, result: dict, ndcg_model: list, ndcg_pop: list) ->
         ax.legend()
         images.append(("Training curves", _save_png(fig, os.path.join(folder, "training_curves.png"))))
 
-    columns = [("candidate", result["candidate"])]
+    models = [(result["model"], result["candidate"])]
     if result.get("previous_blessed"):
-        columns.append(("last blessed", result["previous_blessed"]))
-    columns += [(k, v) for k, v in result["baselines"].items()]
-    names = [n for n in result["candidate"] if isinstance(result["candidate"][n], float)]
+        models.append(("last blessed", result["previous_blessed"]))
+    models.append(("popularity", result["baselines"]["popularity"]))
+    columns = models + [(k, v) for k, v in result["baselines"].items() if k != "popularity"]
+    names = [n for c in columns for n in c[1] if isinstance(c[1][n], float)]
+    names = sorted(set(names), key=names.index)
     head = "".join(f"<th>{c}</th>" for c, _ in columns)
-    body = "".join(
-        f"<tr><td>{n}</td>" + "".join(f"<td>{v[n]:.4f}</td>" if n in v else "<td></td>" for _, v in columns) + "</tr>"
-        for n in names)
-    verdict = "BLESSED" if result["blessed"] else "NOT BLESSED"
-    html = f"""<!doctype html><html><head><meta charset="utf-8"><title>movierec {result['model']} evaluation</title>
-<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}</style>
-</head><body><h1>{result['model']}: {verdict}</h1><ul>{''.join(f'<li>{r}</li>' for r in result['reasons'])}</ul>
-<p>{result['eval_users']} eval users, k in {result['config']['ks']}</p>
-<table><tr><th>metric</th>{head}</tr>{body}</table>
+    body = "".join(f"<tr><th>{n}</th>" + "".join(_num(v.get(n)) for _, v in columns) + "</tr>" for n in names)
+    blessed = result["blessed"]
+    config = result["config"]
+    relevant = ("every eval rating" if config.get("rating_threshold") is None
+                else f"eval ratings >= {config['rating_threshold']}")
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>movierec {result['model']} evaluation</title>
+<style>{STYLE}</style></head><body>
+<h1>{result['model']}: <span class="verdict {'ok' if blessed else 'no'}">{'BLESSED' if blessed else 'NOT BLESSED'}</span></h1>
+<ul>{''.join(f'<li>{html.escape(r)}</li>' for r in result['reasons'])}</ul>
+<p>{result['eval_users']} eval users; top-k lists with each user's train movies masked, k in {config['ks']};
+relevant = {relevant}. Novelty = mean -log2 p(movie) of the recommended movies in bits
+(p from train counts, add-one smoothed); coverage = share of the catalog recommended to anyone.</p>
+<h2>Metrics</h2><table><tr><th>metric</th>{head}</tr>{body}</table>
+{_segment_tables(result, models)}
+{_samples_html(result.get('samples') or [])}
 {''.join(f'<h2>{t}</h2><img src="data:image/png;base64,{b}">' for t, b in images)}
 </body></html>"""
     path = os.path.join(folder, REPORT_FILE)
     with open(path, "w") as f:
-        f.write(html)
+        f.write(page)
     return path
-
