@@ -1,27 +1,36 @@
-"""Export the content-based model as a TF Serving SavedModel.
+"""Export a fitted content model (`profiles.ContentModel`) as a TF Serving SavedModel.
 
-Signatures (U users, N catalog movies, G genres):
+Signatures (U users, N catalog movies, G genres, D release decades, F = G + D features):
 
   serving_default        the shared contract (see `movierec.components.recommend`);
-                         score[u, m] = profile[u] . genres[m], rated movies masked.
-  user_profile           user_id string [B] -> genres string [B, G] (ranked by weight, ties in
-                         genre-vocabulary order), weights float32 [B, G], user_known bool [B]
-                         (the seed article's "Juan: Action, Sci-Fi, ...").
+                         score[u, m] = profile[u] . X[m] + prior[m] (`profiles.score`), rated
+                         movies masked.
+  user_profile           user_id string [B] -> genres string [B, G] and weights float32 [B, G]
+                         (the genre part of the profile ranked by weight, ties in vocabulary
+                         order: the seed article's "Juan: Action, Sci-Fi, ..."), decades string
+                         [B, D] and decade_weights float32 [B, D] (the decade part, ranked the
+                         same way; D = 0 when the model has no decade features), user_known
+                         bool [B]. The weights are the ones the score uses: shares summing to
+                         1 for a "share" profile, log-lifts (negative: less than average) for
+                         a "lift" profile.
   recommend_cold_start   user_id [B], k (default 10),
                          rated_movie_ids string [B, R] + ratings float32 [B, R]  (fold-in; "" pads),
                          new_movie_ids string [M], new_movie_titles string [M],
                          new_movie_genres string [M, H] (genre names; "" pads)
                          -> the serving_default outputs over catalog + new movies.
-                         The fold-in pairs are added to the user's stored (unnormalised)
-                         profile, so an unknown user with a few ratings gets a real profile,
-                         and those movies are masked too. New movies are scored by their
-                         genres like any catalog movie.
+                         The fold-in pairs are added to the user's stored rating sums (exact:
+                         they are linear in the ratings), so an unknown user with a few ratings
+                         gets a real profile, and those movies are masked too. New movies are
+                         scored by their genres and the decade of their title's "(YYYY)" like
+                         any catalog movie, with no popularity prior (no ratings yet).
 
 Defined edge cases:
-  * a user whose rated movies have no genre (all-zero profile), or an unknown user without
-    fold-in pairs, is served the popularity list (training rating counts / max count);
-  * a movie without genres scores 0 for every user (it can still fill a list after all
-    genre matches);
+  * a user with an all-zero profile (rated movies without features, or an unknown user
+    without fold-in pairs) is served the popularity list (`popularity` / its max, the
+    unknown-user fallback's order);
+  * a movie without features scores its prior only (0 for a new movie);
+  * a new movie's title without a year, or with a decade no catalog movie has, adds no
+    decade feature;
   * an unknown genre name in `new_movie_genres` or an unknown movie in `rated_movie_ids`
     is an INVALID_ARGUMENT error naming the rule, never silently ignored.
 """
@@ -30,52 +39,66 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from movierec.components.content import profiles
 from movierec.components.recommend import (DEFAULT_K, RatedItems, RecommenderModule,
                                             finish_export, vocabulary_table)
 from movierec.components.training_data import Catalog
 
 
+def _padded(rows: np.ndarray) -> np.ndarray:
+    """Appends the OOV user's all-zero row (index U)."""
+    rows = np.asarray(rows, np.float32)
+    return np.concatenate([rows, np.zeros((1,) + rows.shape[1:], np.float32)])
+
+
 class ContentServingModule(RecommenderModule):
-    def __init__(self, *, raw_profiles: np.ndarray, genre_matrix: np.ndarray, genre_names: list[str],
-                 genre_vocab_path: str, **kwargs):
+    def __init__(self, *, model: profiles.ContentModel, genre_vocab_path: str, **kwargs):
         super().__init__(**kwargs)
-        u, g = raw_profiles.shape
-        if u != self.num_users or genre_matrix.shape != (self.num_movies, g) or len(genre_names) != g:
-            raise ValueError(f"profiles {raw_profiles.shape}, genre matrix {genre_matrix.shape} and "
-                             f"{len(genre_names)} genre names do not fit {self.num_users} users x "
-                             f"{self.num_movies} movies")
-        self.num_genres = g
-        # row U (the OOV user) is all zeros
-        padded = np.vstack([raw_profiles, np.zeros((1, g), np.float32)]).astype(np.float32)
-        self.raw_profiles = tf.Variable(padded, trainable=False, name="raw_profiles")
-        self.genre_matrix = tf.Variable(np.asarray(genre_matrix, np.float32), trainable=False, name="genre_matrix")
-        self.genre_names = tf.Variable(np.asarray(genre_names, dtype=object), trainable=False, name="genre_names")
+        f = len(model.feature_names)
+        if model.num_users != self.num_users or model.item_features.shape != (self.num_movies, f):
+            raise ValueError(f"the content model ({model.num_users} users, item features "
+                             f"{model.item_features.shape}) does not fit {self.num_users} users x "
+                             f"{self.num_movies} movies x {f} features")
+        self._config = model.config
+        self.num_genres = model.num_genres
+        self.decades = tf.Variable(np.asarray(model.decades, np.int64), trainable=False, name="decades")
+        self.rating_sums = tf.Variable(_padded(model.rating_sums), trainable=False, name="rating_sums")
+        self.counts = tf.Variable(_padded(model.counts), trainable=False, name="counts")
+        self.num_rated = tf.Variable(_padded(model.num_rated), trainable=False, name="num_rated")
+        self.rating_total = tf.Variable(_padded(model.rating_total), trainable=False, name="rating_total")
+        self.feature_share = tf.Variable(model.feature_share, trainable=False, name="feature_share")
+        self.item_features = tf.Variable(model.item_features, trainable=False, name="item_features")
+        self.prior = tf.Variable(profiles.prior(model.config, model.movie_counts), trainable=False, name="prior")
+        # the zero-profile fallback ranks like the unknown-user one (the `popularity` given)
+        self.popularity_score = tf.Variable(profiles.popularity_score(self.popularity.numpy()), trainable=False,
+                                            name="popularity_score")
+        self.feature_names = tf.Variable(np.asarray(model.feature_names, dtype=object), trainable=False,
+                                         name="feature_names")
         self.genre_table = vocabulary_table(genre_vocab_path)
-        pop = self.popularity.numpy()
-        self.popularity_score = tf.Variable((pop / max(float(pop.max()), 1.0)).astype(np.float32),
-                                            trainable=False, name="popularity_score")
 
     # -- scoring --------------------------------------------------------------------------
-    def _scores(self, raw: tf.Tensor, candidates: tf.Tensor, popularity: tf.Tensor) -> tf.Tensor:
-        """raw [B, G], candidates [C, G], popularity [C] -> [B, C] (zero profile: popularity)."""
-        sums = tf.reduce_sum(raw, axis=1, keepdims=True)
-        profile = tf.math.divide_no_nan(raw, sums)
-        scores = tf.matmul(profile, candidates, transpose_b=True)
-        return tf.where(sums > 0, scores, popularity[tf.newaxis, :])
+    def _profiles(self, user_idx, extra=None) -> tf.Tensor:
+        """Profile weights [B, F] of users (their stored sums, plus fold-in sums `extra`)."""
+        sums = [tf.gather(v, user_idx) for v in (self.rating_sums, self.counts, self.num_rated, self.rating_total)]
+        if extra is not None:
+            sums = [s + e for s, e in zip(sums, extra)]
+        return profiles.profile_weights(self._config, *sums, self.feature_share)
 
     def score_users(self, user_idx):
-        return self._scores(tf.gather(self.raw_profiles, user_idx), self.genre_matrix, self.popularity_score)
+        return profiles.score(self._profiles(user_idx), self.item_features, self.prior, self.popularity_score)
 
     # -- user_profile ---------------------------------------------------------------------
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id")])
     def user_profile(self, user_id):
         user_idx, known = self.lookup_users(user_id)
-        raw = tf.gather(self.raw_profiles, user_idx)
-        weights = tf.math.divide_no_nan(raw, tf.reduce_sum(raw, axis=1, keepdims=True))
-        order = tf.argsort(weights, axis=1, direction="DESCENDING", stable=True)
-        return {"genres": tf.gather(self.genre_names, order),
-                "weights": tf.gather(weights, order, batch_dims=1),
-                "user_known": known}
+        weights = self._profiles(user_idx)
+        out = {"user_known": known}
+        for name, part, names in (("genres", weights[:, :self.num_genres], self.feature_names[:self.num_genres]),
+                                  ("decades", weights[:, self.num_genres:], self.feature_names[self.num_genres:])):
+            order = tf.argsort(part, axis=1, direction="DESCENDING", stable=True)
+            out[name] = tf.gather(names, order)
+            out["weights" if name == "genres" else "decade_weights"] = tf.gather(part, order, batch_dims=1)
+        return out
 
     # -- cold start -----------------------------------------------------------------------
     def cold_start_fn(self):
@@ -119,34 +142,40 @@ class ContentServingModule(RecommenderModule):
                                 ["new_movie_genres must have one row per new movie"]),
             tf.debugging.Assert(tf.reduce_all((genre_idx >= 0) | tf.equal(new_movie_genres, "")),
                                 ["new_movie_genres must use genre names of the vocabulary (\"\" pads):",
-                                 self.genre_names]),
+                                 self.feature_names[:self.num_genres]]),
         ]
         with tf.control_dependencies(checks):
             user_idx, known = self.lookup_users(user_id)
-        raw = tf.gather(self.raw_profiles, user_idx)                  # [B, G]
-        # fold-in: raw[b] += rating * genres(movie)
+        # fold-in: each (movie, rating) pair adds to its user's four sums
         pos = tf.where(rated_idx >= 0)                                # [P, 2]
         fold_movies = tf.gather_nd(rated_idx, pos)
-        fold_rows = tf.gather(self.genre_matrix, fold_movies) * tf.gather_nd(ratings, pos)[:, tf.newaxis]
-        raw = raw + tf.math.unsorted_segment_sum(fold_rows, pos[:, 0], batch)
-        # candidates: catalog + new movies
+        fold_ratings = tf.gather_nd(ratings, pos)[:, tf.newaxis]      # [P, 1]
+        fold_features = tf.gather(self.item_features, fold_movies)    # [P, F]
+        rows = pos[:, 0]
+        extra = [tf.math.unsorted_segment_sum(v, rows, batch) for v in
+                 (fold_features * fold_ratings, fold_features, tf.ones_like(fold_ratings), fold_ratings)]
+        extra[2], extra[3] = extra[2][:, 0], extra[3][:, 0]
+        weights = self._profiles(user_idx, extra)
+        # candidates: catalog + new movies (genres from names, decade from the title)
         m = tf.shape(new_movie_ids)[0]
         gpos = tf.where(genre_idx >= 0)
-        new_multi_hot = tf.minimum(tf.scatter_nd(
+        new_genre_hot = tf.minimum(tf.scatter_nd(
             tf.stack([gpos[:, 0], tf.gather_nd(genre_idx, gpos)], 1),
             tf.ones_like(gpos[:, 0], tf.float32),
             tf.cast(tf.stack([m, self.num_genres]), tf.int64)), 1.0)
-        candidates = tf.concat([self.genre_matrix, new_multi_hot], 0)
-        popularity = tf.concat([self.popularity_score, tf.zeros([m])], 0)
-        scores = self._scores(raw, candidates, popularity)
-        known_with_profile = known | (tf.reduce_sum(raw, 1) > 0)
+        new_features = tf.concat([new_genre_hot, profiles.decade_one_hot(new_movie_titles, self.decades)], 1)
+        candidates = tf.concat([self.item_features, new_features], 0)
+        no_ratings = tf.zeros([m])
+        scores = profiles.score(weights, candidates, tf.concat([self.prior, no_ratings], 0),
+                                tf.concat([self.popularity_score, no_ratings], 0))
+        known_with_profile = known | tf.reduce_any(tf.not_equal(weights, 0.0), axis=1)
         new_genres = tf.strings.reduce_join(
             tf.where(genre_idx >= 0, new_movie_genres, ""), axis=1, separator="|")
         new_genres = tf.strings.regex_replace(tf.strings.regex_replace(new_genres, r"\|+", "|"), r"^\||\|$", "")
         new_genres = tf.cond(tf.equal(tf.size(new_movie_genres), 0),
                              lambda: tf.fill([m], ""), lambda: new_genres)
         out = self.top_k_response(
-            scores, user_idx, known, k, pos[:, 0], fold_movies,
+            scores, user_idx, known, k, rows, fold_movies,
             movie_ids=tf.concat([self.movie_ids, new_movie_ids], 0),
             titles=tf.concat([self.titles, new_movie_titles], 0),
             genres=tf.concat([self.genres, new_genres], 0))
@@ -154,12 +183,11 @@ class ContentServingModule(RecommenderModule):
         return out
 
 
-def export(export_dir: str, *, raw_profiles: np.ndarray, catalog: Catalog, user_vocab_path: str,
+def export(export_dir: str, *, model: profiles.ContentModel, catalog: Catalog, user_vocab_path: str,
            movie_vocab_path: str, genre_vocab_path: str, rated: RatedItems, popularity: np.ndarray,
            max_k: int, metadata: dict | None = None) -> str:
     module = ContentServingModule(
-        raw_profiles=raw_profiles, genre_matrix=catalog.genre_matrix, genre_names=catalog.genre_names,
-        genre_vocab_path=genre_vocab_path, user_vocab_path=user_vocab_path,
+        model=model, genre_vocab_path=genre_vocab_path, user_vocab_path=user_vocab_path,
         movie_vocab_path=movie_vocab_path, movie_ids=catalog.movie_ids, titles=catalog.titles,
         genres=catalog.genre_strings(), rated=rated, popularity=popularity, max_k=max_k)
     tf.saved_model.save(module, export_dir, signatures={

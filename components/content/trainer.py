@@ -1,34 +1,36 @@
-"""TFX Trainer entry point for the content model: data -> profiles -> export."""
+"""TFX Trainer entry point for the content model: data -> `profiles.fit` -> two exports."""
 from __future__ import annotations
 
+import dataclasses
 import logging
-import time
 
 from movierec.components import features, training_data
 from movierec.components.content import export, profiles
 
 
 def run_fn(fn_args) -> None:
-    """custom_config: {"max_k": int}. Profiles come from the train split only; the pushed
-    model masks movies rated in both splits."""
+    """custom_config: {"max_k": int, "content": {ContentConfig fields}} (missing settings:
+    the tuned defaults). Profiles come from the train split only; the pushed model masks
+    movies rated in both splits, the evaluation export the train split only."""
     custom = fn_args.custom_config or {}
     max_k = int(custom.get("max_k", 100))
+    config = profiles.ContentConfig.from_dict(custom.get("content") or {})
     data = training_data.load_trainer_inputs(fn_args)
     train, catalog = data.train, data.catalog
 
-    started = time.perf_counter()
-    raw = profiles.raw_profiles(train.user_idx, train.movie_idx, train.rating, catalog.genre_matrix, data.num_users)
-    seconds = time.perf_counter() - started
-    zero_users = int((raw.sum(axis=1) == 0).sum())
+    model = profiles.fit(train.user_idx, train.movie_idx, train.rating, catalog, data.num_users, config)
+    seconds = model.fit_seconds
+    zero_users = int((model.profiles() == 0).all(axis=1).sum())
     metrics = {
         "model": "content", "train_examples": len(train), "fit_seconds": seconds,
         "examples_per_second": len(train) / seconds if seconds > 0 else float("inf"),
         "num_users": data.num_users, "num_movies": data.num_movies, "num_genres": len(catalog.genre_names),
-        "users_without_genre_profile": zero_users,
+        "num_features": len(model.feature_names),
+        "users_without_profile": zero_users,
         "movies_without_genres": int((catalog.genre_matrix.sum(axis=1) == 0).sum()),
-        "config": custom,
+        "config": {"max_k": max_k, "content": dataclasses.asdict(config)},
     }
-    common = dict(raw_profiles=raw, catalog=catalog, popularity=data.popularity, max_k=max_k,
+    common = dict(model=model, catalog=catalog, popularity=data.popularity, max_k=max_k,
                   user_vocab_path=data.vocab_paths[features.USER_VOCAB],
                   movie_vocab_path=data.vocab_paths[features.MOVIE_VOCAB],
                   genre_vocab_path=data.vocab_paths[features.GENRE_VOCAB])
@@ -36,5 +38,6 @@ def run_fn(fn_args) -> None:
     # the evaluation export: only the train split masked (see RankingEvaluator)
     export.export(fn_args.eval_model_dir, rated=data.rated_train, **common)
     data.write_run_metrics(fn_args.model_run_dir, metrics)
-    logging.info("content: %d user profiles from %d ratings in %.2f s (%d without genres); exported to %s",
-                 data.num_users, len(train), seconds, zero_users, fn_args.serving_model_dir)
+    logging.info("content (%s profiles, %d features): %d users from %d ratings in %.2f s (%d without a profile); "
+                 "exported to %s", config.profile, len(model.feature_names), data.num_users, len(train), seconds,
+                 zero_users, fn_args.serving_model_dir)
