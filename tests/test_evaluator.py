@@ -81,6 +81,9 @@ def test_no_regression_applies_to_every_gated_metric_relative_to_the_last_blesse
                           "ndcg@10 0.2975 within 1% of the last blessed model's 0.3000",
                           "rmse 0.9050 beats bias_baseline 0.9500",
                           "rmse 0.9050 within 1% of the last blessed model's 0.9000"]
+    ok, why = ev.decide(EvalConfig(), {"ndcg@10": 0.31, "rmse": 0.90}, BASELINES, previous)
+    assert ok and why[1] == "ndcg@10 0.3100 better than the last blessed model's 0.3000"
+    assert why[3] == "rmse 0.9000 within 1% of the last blessed model's 0.9000"   # equal
     ok, why = ev.decide(EvalConfig(), {"ndcg@10": 0.296, "rmse": 0.905}, BASELINES, previous)
     assert not ok and why[1] == "ndcg@10 0.2960 worse than 1% of the last blessed model's 0.3000"
     ok, why = ev.decide(EvalConfig(), {"ndcg@10": 0.2975, "rmse": 0.91}, BASELINES, previous)

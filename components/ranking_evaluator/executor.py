@@ -213,8 +213,9 @@ def decide(config: EvalConfig, candidate: dict, baselines: dict, previous: dict 
         limit = prev * (1 + config.max_regression) if lower else prev * (1 - config.max_regression)
         ok = value <= limit if lower else value >= limit
         blessed &= ok
-        reasons.append(f"{metric} {value:.4f} {'within' if ok else 'worse than'} "
-                       f"{config.max_regression:.0%} of the last blessed model's {prev:.4f}")
+        verdict = ("better than" if (value < prev if lower else value > prev)
+                   else f"within {config.max_regression:.0%} of" if ok else f"worse than {config.max_regression:.0%} of")
+        reasons.append(f"{metric} {value:.4f} {verdict} the last blessed model's {prev:.4f}")
     if previous is None:
         reasons.append("no previously blessed model to compare with")
     return blessed, reasons
@@ -383,6 +384,11 @@ def _segment_tables(result: dict, columns: list[tuple[str, dict]]) -> str:
             f"train). Recall counts the eval movies of each segment found in the top {k}.</p>{movies}")
 
 
+def _hits(recs: list[dict]) -> str:
+    n = sum(r["hit"] for r in recs)
+    return f"{n} hit" if n == 1 else f"{n} hits"
+
+
 def _samples_html(samples: list[dict]) -> str:
     if not samples:
         return ""
@@ -391,7 +397,7 @@ def _samples_html(samples: list[dict]) -> str:
     for s in samples:
         liked = "".join(f"<li>{html.escape(m['title'])} <span class=na>({m['rating']:g})</span></li>" for m in s["liked"])
         cols = "".join(
-            f"<div class=list><h4>{html.escape(name)} ({sum(r['hit'] for r in recs)} hits)</h4><ol>" + "".join(
+            f"<div class=list><h4>{html.escape(name)} ({_hits(recs)})</h4><ol>" + "".join(
                 f"<li class=hit>✓ {html.escape(r['title'])}</li>" if r["hit"] else f"<li>{html.escape(r['title'])}</li>"
                 for r in recs) + "</ol></div>"
             for name, recs in s["lists"].items())
@@ -450,7 +456,7 @@ def write_report(folder: str, result: dict, ndcg_model: list, ndcg_pop: list) ->
 <style>{STYLE}</style></head><body>
 <h1>{result['model']}: <span class="verdict {'ok' if blessed else 'no'}">{'BLESSED' if blessed else 'NOT BLESSED'}</span></h1>
 <ul>{''.join(f'<li>{html.escape(r)}</li>' for r in result['reasons'])}</ul>
-<p>{result['eval_users']} eval users; top-k lists with each user's train movies masked, k in {config['ks']};
+<p>{result['eval_users']} eval users; top-k lists with each user's train movies masked, k = {', '.join(map(str, config['ks']))};
 relevant = {relevant}. Novelty = mean -log2 p(movie) of the recommended movies in bits
 (p from train counts, add-one smoothed); coverage = share of the catalog recommended to anyone.</p>
 <h2>Metrics</h2><table><tr><th>metric</th>{head}</tr>{body}</table>
