@@ -73,9 +73,9 @@ class ContentConfig:
     """
 
     profile: str = "lift"
-    smoothing: float = 30.0
-    deviation_weight: float = 0.25
-    popularity_weight: float = 2.0
+    smoothing: float = 100.0
+    deviation_weight: float = 0.5
+    popularity_weight: float = 1.0
     decades: bool = True
 
     def __post_init__(self) -> None:
