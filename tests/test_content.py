@@ -248,6 +248,8 @@ def test_decades_come_from_titles_and_score_new_movies(tmp_path):
     assert out["movie_ids"].numpy().astype(str).tolist() == [["n", "b", "q", "old", "c", "m"]]
     np.testing.assert_allclose(out["scores"].numpy()[0], np.log([25 / 16, 5 / 4, 5 / 4, 5 / 4, 5 / 8, 5 / 8]),
                                atol=1e-6)
+    assert check_servable(str(tmp_path / "e"))["signatures"] == ["recommend_cold_start", "serving_default",
+                                                                  "user_profile"]
 
 
 def test_settings_are_checked_by_name():
