@@ -1,9 +1,6 @@
-"""Recommendation quality on MovieLens 100k: the protocols of issue #7, one markdown table each.
+"""Recommendation quality on MovieLens: the rating and ranking protocols, one markdown table each.
 
     .venv/bin/python benchmarks/quality.py --data-dir ../shared/data/ml-100k
-    .venv/bin/python benchmarks/quality.py --data-dir ../shared/data/ml-100k --tune   # the iALS sweep
-    .venv/bin/python benchmarks/quality.py --data-dir ../shared/data/ml-100k --tune-hybrid
-    .venv/bin/python benchmarks/quality.py --data-dir ../shared/data/ml-100k --tune-bayes
 
 Protocols
   rating (random)  ratings shuffled with seed 42, 80% train / 20% test; RMSE and MAE
@@ -21,21 +18,18 @@ top-10, `predict_rating` for ratings), with the metric code of the pipeline's
 RankingEvaluator. So what is measured is what is served. Popularity is the evaluator's own
 baseline (train counts, train movies removed).
 
---tune carves a validation split out of the ranking protocol's train part (per user, 75/25,
-seed 43), sweeps the iALS grid on it and prints the table; the test split is never used.
---tune-hybrid does the same for the hybrid's genre L2 (`ials_feature_reg`) at the default
-iALS point, next to plain iALS. --tune-bayes sweeps the Bayesian rating model (d, implicit
-features, genres) on 10% of the 80/20 protocol's train part (seed 7), by RMSE.
+Default hyper-parameters are chosen by `benchmarks/tune_mf.py` on validation splits carved
+from these protocols' train parts, never on their test parts.
 
-Models: mf-mse (the article), mf-bayes (Bayesian MF, the rating model), mf-ials (the ranking
-objective), each also as -hybrid (genres inside the MF, `MFConfig.hybrid`), content (seed
-000), popularity.
+Models: mf (the default `MFConfig()`: the ials ranker and bayes rater side by side, hybrid),
+mf-mse (the article), mf-bayes (Bayesian MF alone), mf-ials (the iALS ranker alone, ratings
+from a bias head), each also as -hybrid (genres inside the MF) or not, content (seed 000),
+popularity.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import itertools
 import json
 import os
 import sys
@@ -163,10 +157,10 @@ def export_content(split: Split, out_dir: str) -> float:
     from movierec.components.content import export, profiles
 
     started = time.perf_counter()
-    raw = profiles.raw_profiles(split.train.user_idx, split.train.movie_idx, split.train.rating,
-                                split.catalog.genre_matrix, split.sizes[0])
+    model = profiles.fit(split.train.user_idx, split.train.movie_idx, split.train.rating, split.catalog,
+                         split.sizes[0])
     seconds = time.perf_counter() - started
-    export.export(out_dir, raw_profiles=raw, catalog=split.catalog,
+    export.export(out_dir, model=model, catalog=split.catalog,
                   user_vocab_path=os.path.join(split.folder, "users"),
                   movie_vocab_path=os.path.join(split.folder, "movies"),
                   genre_vocab_path=os.path.join(split.folder, "genres"),
@@ -201,9 +195,11 @@ MODELS = ("mf", "mf-mse", "mf-mse-hybrid", "mf-bayes", "mf-bayes-hybrid", "mf-ia
 
 def model_configs():
     from movierec.config import MFConfig
-    return {"mf": MFConfig(), "mf-mse": MFConfig(objective="mse"), "mf-mse-hybrid": MFConfig(objective="mse", hybrid=True),
-            "mf-bayes": MFConfig(objective="bayes"), "mf-bayes-hybrid": MFConfig(objective="bayes", hybrid=True),
-            "mf-ials": MFConfig(objective="ials"), "mf-ials-hybrid": MFConfig(objective="ials", hybrid=True)}
+    configs = {"mf": MFConfig()}
+    for objective in ("mse", "bayes", "ials"):
+        configs[f"mf-{objective}"] = MFConfig(objective=objective, hybrid=False)
+        configs[f"mf-{objective}-hybrid"] = MFConfig(objective=objective, hybrid=True)
+    return configs
 
 
 def run_protocol(name: str, train: Ratings, test: Ratings, movies: dict, tmp: str, ranking: bool,
@@ -245,52 +241,9 @@ def ranking_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def tune_one(split: Split, dim: int, alpha0: float, reg: float, feature_reg: float | None = None) -> dict:
-    """One grid point: fit through `train.fit`, rank with the model's own `score_all_movies`
-    (what `serving_default` ranks by), train movies masked, metrics by the evaluator's code.
-    No SavedModel export per point: the sweep would spend most of its time saving."""
-    import tensorflow as tf
-    from movierec.components.mf import train
-    from movierec.components.ranking_evaluator import executor as ev
-    from movierec.config import MFConfig
-
-    hybrid = {} if feature_reg is None else {"hybrid": True, "ials_feature_reg": feature_reg}
-    config = MFConfig(objective="ials", embedding_dim=dim, ials_alpha0=alpha0, ials_reg=reg, **hybrid)
-    model, result = train.fit(config, split.train, *split.sizes, genre_matrix=split.catalog.genre_matrix)
-    data = eval_data(split)
-    scores = model.score_all_movies(tf.constant(data.users)).numpy()
-    for row, seen in enumerate(data.train_seen):
-        scores[row, seen] = -np.inf
-    top = np.argsort(-scores, axis=1, kind="stable")[:, :10]
-    metrics = ev.ranking_at(top, data, (10,))
-    print(f"  dim {dim} alpha0 {alpha0} reg {reg} hybrid {feature_reg}: validation NDCG@10 {metrics['ndcg@10']:.4f} "
-          f"({result.fit_seconds:.1f} s)", file=sys.stderr, flush=True)
-    return {"dim": dim, "alpha0": alpha0, "reg": reg, "feature_reg": feature_reg, "fit_seconds": result.fit_seconds, **metrics}
-
-
-def tune_bayes_one(split: Split, dim: int, implicit: str, genres: bool) -> dict:
-    """One point of the Bayesian model's sweep: validation RMSE of `train.fit` (the model the
-    Trainer exports, re-factored), predictions clipped to the train rating range."""
-    from movierec.components.mf import train
-    from movierec.config import MFConfig
-
-    config = MFConfig(objective="bayes", embedding_dim=dim, bayes_implicit=implicit, hybrid=genres)
-    scale = (float(split.train.rating.min()), float(split.train.rating.max()))
-    model, result = train.fit(config, split.train, *split.sizes, genre_matrix=split.catalog.genre_matrix)
-    errors = train.rating_errors(model, split.test, split.sizes, scale)
-    print(f"  d {dim} implicit {implicit} genres {genres}: validation RMSE {errors['rmse']:.4f} "
-          f"({result.fit_seconds:.1f} s)", file=sys.stderr, flush=True)
-    return {"dim": dim, "implicit": implicit, "genres": genres, "fit_seconds": result.fit_seconds, **errors}
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data-dir", default=os.environ.get("MOVIEREC_DATA_DIR", "../shared/data/ml-100k"))
-    p.add_argument("--tune", action="store_true", help="sweep iALS on a validation split instead")
-    p.add_argument("--tune-bayes", action="store_true",
-                   help="sweep the Bayesian rating model on a validation split of the 80/20 train part")
-    p.add_argument("--tune-hybrid", action="store_true",
-                   help="sweep the hybrid's genre L2 at the default iALS point, on the validation split")
     p.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {MODELS}")
     p.add_argument("--json", metavar="PATH", help="also write every row (protocol, model, metrics, fit seconds) "
                    "as a JSON list to PATH")
@@ -301,36 +254,6 @@ def main(argv=None) -> int:
     if unknown:
         p.error(f"unknown models {sorted(unknown)}; known: {MODELS}")
     with tempfile.TemporaryDirectory() as tmp:
-        if args.tune_bayes:
-            train, _ = random_split(ratings, 0.8, SEED)
-            fit_part, valid = random_split(train, 0.9, 7)
-            split = make_split(fit_part, valid, movies, os.path.join(tmp, "tune", "vocab"))
-            rows = [tune_bayes_one(split, *point) for point in itertools.product(*BAYES_TUNE_GRID.values())]
-            rows.sort(key=lambda r: r["rmse"])
-            print("| d | implicit | genres | validation RMSE | MAE | fit s |\n|---:|---|---|---:|---:|---:|")
-            for r in rows:
-                print(f"| {r['dim']} | {r['implicit']} | {r['genres']} | {r['rmse']:.4f} | {r['mae']:.4f} | "
-                      f"{r['fit_seconds']:.1f} |")
-            return 0
-        if args.tune or args.tune_hybrid:
-            train, _ = per_user_split(ratings, 0.75, SEED)
-            fit_part, valid = per_user_split(train, 0.75, SEED + 1)
-            split = make_split(fit_part, valid, movies, os.path.join(tmp, "tune", "vocab"))
-            if args.tune:
-                points = [(*point, None) for point in itertools.product(*TUNE_GRID.values())]
-            else:
-                from movierec.config import MFConfig
-                d = MFConfig(objective="ials")
-                points = [(d.embedding_dim, d.ials_alpha0, d.ials_reg, f) for f in HYBRID_TUNE_GRID]
-            rows = [tune_one(split, *point) for point in points]
-            rows.sort(key=lambda r: -r["ndcg@10"])
-            print("| dim | alpha0 | reg | hybrid genre L2 | validation NDCG@10 | P@10 | fit s |\n"
-                  "|---:|---:|---:|---:|---:|---:|---:|")
-            for r in rows:
-                hybrid = "-" if r["feature_reg"] is None else r["feature_reg"]
-                print(f"| {r['dim']} | {r['alpha0']} | {r['reg']} | {hybrid} | {r['ndcg@10']:.4f} | "
-                      f"{r['precision@10']:.4f} | {r['fit_seconds']:.1f} |")
-            return 0
         rating_rows = []
         tr, te = random_split(ratings, 0.8, SEED)
         rating_rows += run_protocol("random 80/20", tr, te, movies, tmp, False, models)
@@ -348,10 +271,6 @@ def main(argv=None) -> int:
     print(ranking_table(ranking_rows))
     return 0
 
-
-TUNE_GRID = {"dim": (64, 128), "alpha0": (0.1, 0.2, 0.3, 0.5), "reg": (0.01, 0.02, 0.03, 0.05)}
-HYBRID_TUNE_GRID = (None, 0.1, 1.0, 10.0, 100.0)   # None: the plain iALS reference
-BAYES_TUNE_GRID = {"dim": (8, 10, 16), "implicit": ("none", "user", "both"), "genres": (False, True)}
 
 if __name__ == "__main__":
     sys.exit(main())

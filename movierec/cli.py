@@ -85,10 +85,14 @@ def _add_run_args(p: argparse.ArgumentParser, retrain: bool = False) -> None:
                         "that metric or adds one. Every model's defaults: ndcg@10:popularity, and "
                         "rmse:bias_baseline when it has predict_rating. E.g. --gate content=ndcg@10:none")
     p.add_argument("--mf-objective", choices=list(MF_OBJECTIVES), default=d.objective,
-                   help="mse: the article's rating model (default); ials: a ranking model for "
-                        "top-k (implicit ALS factors + a bias rating head; gate ndcg@10 vs popularity); "
-                        "bayes: the most accurate rating model (Bayesian MF by Gibbs sampling)")
-    p.add_argument("--embedding-dim", type=int, default=None, help="default: 32 (mse), 128 (ials), 10 (bayes)")
+                   help="ials+bayes (default): top-k from implicit-ALS factors and predict_rating from "
+                        "Bayesian MF, side by side in one model; mse: the article's model (Adam on "
+                        "squared error); ials: the ranking half alone (ratings from a bias head); "
+                        "bayes: the rating half alone")
+    p.add_argument("--embedding-dim", type=int, default=None,
+                   help="width of the ranking factors (default: 128 for ials and ials+bayes, 32 for mse)")
+    p.add_argument("--bayes-dim", type=int, default=d.bayes_dim,
+                   help="width of the Bayesian rating factors (default: %(default)s)")
     p.add_argument("--ials-alpha0", type=float, default=d.ials_alpha0,
                    help="ials: weight of every unobserved (user, movie) pair (default: %(default)s)")
     p.add_argument("--ials-reg", type=float, default=d.ials_reg,
@@ -103,8 +107,9 @@ def _add_run_args(p: argparse.ArgumentParser, retrain: bool = False) -> None:
                    help="bayes: keep every N-th sweep (default: %(default)s)")
     p.add_argument("--bayes-implicit", choices=["none", "user", "both"], default=d.bayes_implicit,
                    help="bayes: SVD++-style implicit features (default: %(default)s)")
-    p.add_argument("--mf-hybrid", action="store_true",
-                   help="hybrid MF: each movie vector is its own embedding plus a learned genre part")
+    p.add_argument("--mf-hybrid", action=argparse.BooleanOptionalAction, default=d.hybrid,
+                   help="hybrid MF: each movie vector is its own embedding plus a learned genre part "
+                        "(default: on)")
     p.add_argument("--ials-feature-reg", type=float, default=d.ials_feature_reg,
                    help="ials with --mf-hybrid: L2 of the genre part (default: %(default)s)")
     p.add_argument("--epochs", type=int, default=d.epochs)
@@ -299,7 +304,7 @@ def _config_from_args(args, data_dir: str) -> PipelineConfig:
     mf = MFConfig(objective=args.mf_objective, embedding_dim=args.embedding_dim,
                   ials_alpha0=args.ials_alpha0, ials_reg=args.ials_reg, ials_iterations=args.ials_iterations,
                   hybrid=args.mf_hybrid, ials_feature_reg=args.ials_feature_reg,
-                  bayes_samples=args.bayes_samples, bayes_burn_in=args.bayes_burn_in, bayes_thin=args.bayes_thin,
+                  bayes_dim=args.bayes_dim, bayes_samples=args.bayes_samples, bayes_burn_in=args.bayes_burn_in, bayes_thin=args.bayes_thin,
                   bayes_implicit=args.bayes_implicit, epochs=args.epochs, batch_size=args.batch_size,
                   learning_rate=args.learning_rate, l2=args.l2, seed=args.seed)
     evaluation = EvalConfig(ks=tuple(args.eval_k or EvalConfig().ks), rating_threshold=args.rating_threshold,

@@ -22,15 +22,19 @@ def _check(condition: bool, name: str, value: Any, expectation: str) -> None:
 
 LOCAL_BEAM_ARGS = ("--runner=FnApiRunner", "--direct_running_mode=in_memory", "--direct_num_workers=1",
                    "--requirements_file=/dev/null")
-MF_OBJECTIVES = ("mse", "ials", "bayes")
+MF_OBJECTIVES = ("ials+bayes", "mse", "ials", "bayes")   # the first is the default
 IALS_ALPHA0 = 0.1
 IALS_REG = 0.03
-IALS_FEATURE_REG = 100.0   # benchmarks/quality.py --tune-hybrid
+IALS_FEATURE_REG = 100.0
 
 
 @dataclass(frozen=True)
 class MFConfig:
     """Matrix factorization (seed article 002, example 3) hyper-parameters.
+
+    objective "ials+bayes" (the default, `components/mf/model.py` RankAndRate): an "ials"
+    model ranks (`serving_default`) and a "bayes" model rates (`predict_rating`), side by
+    side in one SavedModel; every ials_* and bayes_* setting below applies to its half.
 
     objective "mse" (the article): `l2` is applied per example to the embedding rows and
     biases a batch looks up (classic biased-MF regularisation, so updates stay sparse),
@@ -39,29 +43,32 @@ class MFConfig:
 
     objective "ials" (ranking, `components/mf/ials.py`): `ials_alpha0` weights every
     unobserved (user, movie) pair, `ials_reg` the frequency-scaled L2, `ials_iterations`
-    alternating sweeps. Defaults from `benchmarks/quality.py --tune` (validation split
-    carved from train). embedding_dim None: 32 for mse, 128 for ials.
+    alternating sweeps. embedding_dim None: 32 for mse, 128 for ials (and ials+bayes).
 
-    objective "bayes" (the best rating model, `components/mf/bayes.py`): Bayesian biased MF
-    by Gibbs sampling with SVD++-style implicit features (`bayes_implicit`); `bayes_burn_in`
-    sweeps are discarded, then every `bayes_thin`-th of the next sweeps is kept until
-    `bayes_samples` are. The served model is the average of the kept samples, re-factored
-    into `bayes_export_rank` columns at most (`low_rank.refactor`, exact when the average's
-    rank is lower). Defaults from a validation split carved from train (see the README).
-    embedding_dim None: 10 for bayes (the sampler's d).
+    objective "bayes" (the rating model, `components/mf/bayes.py`): Bayesian biased MF by
+    Gibbs sampling of width `bayes_dim` with SVD++-style implicit features
+    (`bayes_implicit`); `bayes_burn_in` sweeps are discarded, then every `bayes_thin`-th of
+    the next sweeps is kept until `bayes_samples` are. The served model is the average of
+    the kept samples, re-factored into `bayes_export_rank` columns at most
+    (`low_rank.refactor`, exact when the average's rank is lower).
 
     hybrid: each movie vector is its own embedding plus a learned genre part
     (`components/mf/model.py`); for ials `ials_feature_reg` is the genre part's L2; for bayes
     the genres set each movie's prior mean.
+
+    Defaults of ials_*, bayes_* and hybrid come from validation splits carved from the
+    train part on ML-100k and on an ml-latest-format dataset (`benchmarks/tune_mf.py`),
+    never from test.
     """
 
     embedding_dim: int | None = None
-    objective: str = "mse"
+    objective: str = MF_OBJECTIVES[0]
     ials_alpha0: float = IALS_ALPHA0
     ials_reg: float = IALS_REG
     ials_iterations: int = 10
     ials_feature_reg: float = IALS_FEATURE_REG
-    hybrid: bool = False
+    hybrid: bool = True
+    bayes_dim: int = 10
     bayes_samples: int = 100
     bayes_burn_in: int = 50
     bayes_thin: int = 4
@@ -75,8 +82,12 @@ class MFConfig:
 
     def __post_init__(self) -> None:
         _check(self.objective in MF_OBJECTIVES, "mf.objective", self.objective, " or ".join(map(repr, MF_OBJECTIVES)))
-        if self.embedding_dim is None:
-            object.__setattr__(self, "embedding_dim", {"ials": 128, "bayes": 10}.get(self.objective, 32))
+        if self.embedding_dim is None:   # the width of the factors the objective ranks with
+            width = {"ials": 128, "ials+bayes": 128, "bayes": self.bayes_dim}.get(self.objective, 32)
+            object.__setattr__(self, "embedding_dim", width)
+        _check(self.objective != "bayes" or self.embedding_dim == self.bayes_dim, "mf.embedding_dim",
+               self.embedding_dim, f"the Bayesian model's width is bayes_dim ({self.bayes_dim}); set that")
+        _check(1 <= self.bayes_dim <= 1024, "mf.bayes_dim", self.bayes_dim, "1..1024")
         _check(1 <= self.bayes_samples <= 10_000, "mf.bayes_samples", self.bayes_samples, "1..10000")
         _check(0 <= self.bayes_burn_in <= 100_000, "mf.bayes_burn_in", self.bayes_burn_in, "0..100000")
         _check(1 <= self.bayes_thin <= 1000, "mf.bayes_thin", self.bayes_thin, "1..1000")

@@ -116,7 +116,11 @@ def render(config: PipelineConfig, timings: list[ComponentTiming], total_seconds
             lines.append(f"  eval RMSE {meta['eval_rmse']:.4f}, MAE {meta['eval_mae']:.4f} on "
                          f"{meta['eval_examples']} held-out ratings")
         objective = ((meta.get("config") or {}).get("mf") or {}).get("objective", "mse")
-        if "epochs" in meta and objective != "mse":   # ials / bayes: sweeps over the ratings
+        if meta.get("part_seconds"):   # ials+bayes: the ranker and the rater
+            parts = ", ".join(f"{part} {s:.1f} s" for part, s in meta["part_seconds"].items())
+            lines.append(f"  trained ({objective}) on {meta['train_examples']} ratings in "
+                         f"{meta['fit_seconds']:.1f} s ({parts})")
+        elif "epochs" in meta and objective != "mse":   # ials / bayes: sweeps over the ratings
             kind = {"ials": "ALS sweeps", "bayes": "Gibbs sweeps"}.get(objective, "sweeps")
             lines.append(f"  trained ({objective}) on {meta['train_examples']} ratings x {meta['epochs']} {kind} "
                          f"in {meta['fit_seconds']:.1f} s")

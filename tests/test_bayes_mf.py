@@ -219,8 +219,8 @@ def test_bayes_objective_serves_the_sample_average_as_one_mf(synthetic):
 
     (u, m, r), (tu, tm, _), users, movies = synthetic
     data = interactions(list(zip(u, m)), r)
-    config = MFConfig(objective="bayes", embedding_dim=3, bayes_samples=6, bayes_burn_in=4, bayes_thin=2,
-                      bayes_implicit="user", seed=3)
+    config = MFConfig(objective="bayes", bayes_dim=3, bayes_samples=6, bayes_burn_in=4, bayes_thin=2,
+                      bayes_implicit="user", hybrid=False, seed=3)
     model, result = train.fit(config, data, users, movies)
     expected = bayes.fit(u, m, r, users, movies, dim=3, samples=6, burn_in=4, thin=2, implicit="user", seed=3)
     pu = np.concatenate([tu[:50], [users, 0]])          # an OOV user and an OOV movie too

@@ -40,6 +40,7 @@ def test_mf_config_round_trip_and_validation():
     ({"bayes_export_rank": 0}, "mf.bayes_export_rank"),
     ({"hybrid": "yes"}, "mf.hybrid"),
     ({"ials_feature_reg": 0}, "mf.ials_feature_reg"),
+    ({"bayes_dim": 0}, "mf.bayes_dim"),
 ])
 def test_mf_objective_settings_name_the_field(kwargs, name):
     with pytest.raises(ValueError, match=f"config: {name}="):

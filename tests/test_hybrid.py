@@ -110,7 +110,7 @@ def _export(model, users, movies, genres, tmp_path):
 
 def test_warm_start_moves_genre_rows_by_name(tmp_path):
     users, movies = ["u1", "u2"], ["m1", "m2"]
-    config = MFConfig(embedding_dim=2, hybrid=True)
+    config = MFConfig(objective="mse", embedding_dim=2, hybrid=True)
     old = train.build(config, 2, 2, 3.5, np.eye(2, 2, dtype=np.float32))
     old.genre_embedding.kernel.assign([[1, 2], [3, 4]])
     out, catalog = _export(old, users, movies, ["Drama", "Comedy"], tmp_path)

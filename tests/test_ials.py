@@ -64,7 +64,7 @@ def test_ranking_model_ranks_by_factors_and_rates_by_biases():
 
 
 def test_mse_model_is_unchanged_by_the_switches():
-    model = train.build(MFConfig(embedding_dim=2), 2, 2, 3.0)
+    model = train.build(MFConfig(objective="mse", hybrid=False, embedding_dim=2), 2, 2, 3.0)
     model.user_bias.embeddings.assign([[0.5], [0.0], [0.0]])
     p = model.user_embedding.embeddings.numpy()
     q = model.movie_embedding.embeddings.numpy()
@@ -73,5 +73,6 @@ def test_mse_model_is_unchanged_by_the_switches():
 
 
 def test_defaults_follow_the_objective():
-    assert MFConfig().embedding_dim == 32 and MFConfig(objective="ials").embedding_dim == 128
+    assert MFConfig(objective="mse").embedding_dim == 32 and MFConfig(objective="ials").embedding_dim == 128
+    assert MFConfig().embedding_dim == 128   # ials+bayes: the ranking half's width
     assert MFConfig(objective="ials", embedding_dim=16).embedding_dim == 16

@@ -113,8 +113,9 @@ def test_worse_candidate_is_not_blessed_and_not_pushed(first_run, data_dir, caps
     _, out = first_run
     before = versions.list_versions(os.path.join(out, "serving", "mf"))
     capsys.readouterr()
-    worse = ["--epochs", "1", "--learning-rate", "0.00001", "--embedding-dim", "8", "--batch-size", "256",
-             "--gate", "mf=ndcg@10:none", "--gate", "content=ndcg@10:none"]
+    # an MF trained by Adam for one epoch at a tiny learning rate: about the global mean
+    worse = ["--mf-objective", "mse", "--epochs", "1", "--learning-rate", "0.00001", "--embedding-dim", "8",
+             "--batch-size", "256", "--gate", "mf=ndcg@10:none", "--gate", "content=ndcg@10:none"]
     assert cli.main(["run", "--data-dir", data_dir, "--output-dir", out, *worse]) == 0
     printed = capsys.readouterr().out
     assert "mf: NOT BLESSED" in printed and "does not beat bias_baseline" in printed
@@ -184,7 +185,8 @@ def test_content_model_pushed_and_served(first_run, data_dir):
             assert cli.main(["recommend", "--user", "1", "-k", "3", "--model", "content", protocol,
                              "--port", str(port)]) == 0
     profile = tf.saved_model.load(model_dir).signatures["user_profile"](user_id=tf.constant(["1"]))
-    np.testing.assert_allclose(profile["weights"].numpy().sum(), 1.0, rtol=1e-5)
+    weights = profile["weights"].numpy()[0]   # log-lifts, ranked: the user's genres explained
+    assert np.all(np.isfinite(weights)) and np.all(np.diff(weights) <= 0) and weights[0] > 0
 
 
 def test_mf_is_gated_on_ndcg_against_popularity_and_rmse_against_the_bias_baseline(tmp_path, data_dir, capsys):

@@ -29,7 +29,7 @@ def test_remap_rows_rejects_mismatched_shapes():
 
 
 def _model(users, movies, dim=2, seed=1):
-    model = train.build(MFConfig(embedding_dim=dim, seed=seed), len(users), len(movies), 3.5)
+    model = train.build(MFConfig(objective="mse", hybrid=False, embedding_dim=dim, seed=seed), len(users), len(movies), 3.5)
     return model
 
 

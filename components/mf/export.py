@@ -13,13 +13,13 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from movierec.components.mf.model import MatrixFactorization
+from movierec.components.mf.model import MatrixFactorization, RankAndRate
 from movierec.components.recommend import RatedItems, RecommenderModule, finish_export
 from movierec.components.training_data import Catalog
 
 
 class MFServingModule(RecommenderModule):
-    def __init__(self, model: MatrixFactorization, *, rating_range: tuple[float, float],
+    def __init__(self, model: MatrixFactorization | RankAndRate, *, rating_range: tuple[float, float],
                  user_ids: list[str], genre_names: list[str] = (), **kwargs):
         super().__init__(**kwargs)
         if model.num_movies != self.num_movies or model.num_users != self.num_users:
@@ -27,16 +27,18 @@ class MFServingModule(RecommenderModule):
                              f"catalog and mask have {self.num_users} / {self.num_movies}")
         self.model = model
         # Named handles for warm start (movierec.components.mf.warm_start): the rows of these
-        # matrices follow `user_ids` / `movie_ids` (+ one OOV row last).
+        # matrices follow `user_ids` / `movie_ids` (+ one OOV row last). Of a RankAndRate,
+        # the ranker's: the Bayesian rater always starts from its prior.
+        ranking = model.ranker if isinstance(model, RankAndRate) else model
         self.user_ids = tf.Variable(np.asarray(user_ids, dtype=object), trainable=False, name="user_ids")
-        self.factors = {"user_embedding": model.user_embedding.embeddings,
-                        "movie_embedding": model.movie_embedding.embeddings,
-                        "user_bias": model.user_bias.embeddings,
-                        "movie_bias": model.movie_bias.embeddings}
-        if model.hybrid:   # rows follow `genre_names` (no OOV row)
+        self.factors = {"user_embedding": ranking.user_embedding.embeddings,
+                        "movie_embedding": ranking.movie_embedding.embeddings,
+                        "user_bias": ranking.user_bias.embeddings,
+                        "movie_bias": ranking.movie_bias.embeddings}
+        if ranking.hybrid:   # rows follow `genre_names` (no OOV row)
             self.genre_names = tf.Variable(np.asarray(genre_names, dtype=object), trainable=False,
                                            name="genre_names")
-            self.factors["genre_embedding"] = model.genre_embedding.kernel
+            self.factors["genre_embedding"] = ranking.genre_embedding.kernel
         self.rating_low = tf.constant(rating_range[0], tf.float32)
         self.rating_high = tf.constant(rating_range[1], tf.float32)
 
@@ -55,7 +57,7 @@ class MFServingModule(RecommenderModule):
                 "user_known": uk, "movie_known": mk}
 
 
-def export(model: MatrixFactorization, export_dir: str, *, user_vocab_path: str,
+def export(model: MatrixFactorization | RankAndRate, export_dir: str, *, user_vocab_path: str,
            movie_vocab_path: str, user_ids: list[str], catalog: Catalog, rated: RatedItems, popularity: np.ndarray,
            rating_range: tuple[float, float], max_k: int, metadata: dict | None = None) -> str:
     """Saves the SavedModel to `export_dir`; `metadata` goes to assets.extra/movierec.json."""

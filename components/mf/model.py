@@ -16,6 +16,8 @@ Objectives (`MFConfig.objective`), same variables and signatures:
         so `predict_rating` returns mu + b_u + b_m.
   bayes the posterior mean of Bayesian MF (`bayes.py`), same formula as mse: the averaged
         samples re-factored into one p, q (wide), with averaged biases.
+  ials+bayes (the default) `RankAndRate`: an ials model for top-k and a bayes model for
+        ratings, side by side in one SavedModel.
 Two non-trainable weights in the graph select this: `rank_with_biases` (1 / 0) and
 `rate_with_factors` (1 / 0).
 
@@ -38,7 +40,7 @@ import tf_keras as keras
 from movierec.components import features
 
 BIAS_L2_WEIGHT = 0.1
-OBJECTIVES = ("mse", "ials", "bayes")
+OBJECTIVES = ("mse", "ials", "bayes")   # of one MatrixFactorization; "ials+bayes" is `RankAndRate`
 
 
 def genre_features(genre_matrix: np.ndarray) -> np.ndarray:
@@ -165,3 +167,41 @@ class MatrixFactorization(keras.Model):
         mk = tf.cast(movie_known, tf.float32)
         dot = self.rate_with_factors * tf.reduce_sum(p * q, axis=-1)
         return self.global_mean + uk * bu + mk * bm + uk * mk * dot
+
+
+class RankAndRate(tf.Module):
+    """The default MF: two factor sets side by side, each trained for the signature it serves.
+
+      ranker  MatrixFactorization with objective "ials": `serving_default` ranks every movie
+              by <p_u, q_m> (q_m with its genre part when hybrid), [B] -> [B, N];
+      rater   MatrixFactorization with objective "bayes": `predict_rating` answers
+              mu + b_u + b_m + <p'_u, q'_m>, [B] x [B] -> [B].
+
+    One objective cannot serve both: squared error on observed ratings learns how much a
+    user likes what they chose to watch, not what they will choose, so it ranks below
+    popularity; the implicit objective ranks well but carries no rating scale. Both halves
+    are the seed's biased MF (embeddings, biases, L2 or its Bayesian prior) over the same
+    vocabularies, so one SavedModel holds both, and each signature matches the model it
+    comes from exactly.
+    """
+
+    def __init__(self, ranker: MatrixFactorization, rater: MatrixFactorization):
+        super().__init__(name="rank_and_rate")
+        if (ranker.num_users, ranker.num_movies) != (rater.num_users, rater.num_movies):
+            raise ValueError(f"ranker ({ranker.num_users} users, {ranker.num_movies} movies) and rater "
+                             f"({rater.num_users}, {rater.num_movies}) must share vocabularies")
+        self.ranker, self.rater = ranker, rater
+        self.num_users, self.num_movies = ranker.num_users, ranker.num_movies
+
+    @property
+    def hybrid(self) -> bool:
+        return self.ranker.hybrid
+
+    def score_all_movies(self, user_idx: tf.Tensor) -> tf.Tensor:
+        """The ranker's scores: user_idx int64 [B] -> float32 [B, N]."""
+        return self.ranker.score_all_movies(user_idx)
+
+    def predict_known(self, user_idx: tf.Tensor, movie_idx: tf.Tensor,
+                      user_known: tf.Tensor, movie_known: tf.Tensor) -> tf.Tensor:
+        """The rater's ratings [B] (an unknown side contributes nothing)."""
+        return self.rater.predict_known(user_idx, movie_idx, user_known, movie_known)

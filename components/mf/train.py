@@ -15,7 +15,7 @@ from movierec.components.mf.data import RatingTensors
 from movierec.components.mf import bayes, ials
 from movierec.components.mf.low_rank import refactor
 from movierec.components.mf.biases import BIAS_L2, fit_bias_baseline
-from movierec.components.mf.model import MatrixFactorization, genre_features
+from movierec.components.mf.model import MatrixFactorization, RankAndRate, genre_features
 from movierec.components.training_data import Interactions
 from movierec.config import MFConfig
 
@@ -29,6 +29,7 @@ class TrainResult:
     steady_examples_per_second: float    # epochs after the first (no tracing), eval passes excluded
     loss_history: list[float]
     eval_rmse_history: list[float]
+    part_seconds: dict = dataclasses.field(default_factory=dict)   # "ials+bayes": fit seconds of each half
 
 
 def rating_errors(model: MatrixFactorization, data: Interactions, sizes: tuple[int, int],
@@ -109,10 +110,13 @@ def fit(config: MFConfig, train: Interactions, num_users: int, num_movies: int,
         init: Callable[[MatrixFactorization], None] | None = None,
         genre_matrix: np.ndarray | None = None) -> tuple[MatrixFactorization, TrainResult]:
     """Trains with Adam on shuffled in-memory batches, an epoch per graph call; eval RMSE after every epoch
-    (objective "mse"), or by alternating least squares (objective "ials", `fit_ials`).
+    (objective "mse"), or by alternating least squares (objective "ials", `fit_ials`), Gibbs
+    sampling (objective "bayes", `fit_bayes`) or both side by side ("ials+bayes", `fit_rank_and_rate`).
 
     `init(model)` runs on the built model before the first step (warm start).
     genre_matrix: multi-hot [num_movies, G] (the catalog's), needed when `config.hybrid`."""
+    if config.objective == "ials+bayes":
+        return fit_rank_and_rate(config, train, num_users, num_movies, init, genre_matrix=genre_matrix)
     if config.objective == "ials":
         return fit_ials(config, train, num_users, num_movies, init, genre_matrix=genre_matrix)
     if config.objective == "bayes":
@@ -148,6 +152,24 @@ def fit(config: MFConfig, train: Interactions, num_users: int, num_movies: int,
                  "first epoch)", config.epochs, len(train), seconds, result.examples_per_second,
                  result.steady_examples_per_second)
     return model, result
+
+
+def fit_rank_and_rate(config: MFConfig, train: Interactions, num_users: int, num_movies: int,
+                      init: Callable[[MatrixFactorization], None] | None = None,
+                      genre_matrix: np.ndarray | None = None) -> tuple[RankAndRate, TrainResult]:
+    """The default MF: the iALS ranker (`fit_ials`, warm-started by `init`) and the Bayesian
+    rater (`fit_bayes`, which always starts from its prior), fitted on the same ratings.
+    Loss history: the ranker's (iALS objective per sweep); epochs: its sweeps."""
+    ranker, ranked = fit_ials(dataclasses.replace(config, objective="ials"), train, num_users, num_movies, init,
+                              genre_matrix=genre_matrix)
+    rater, rated = fit_bayes(dataclasses.replace(config, objective="bayes", embedding_dim=config.bayes_dim), train,
+                             num_users, num_movies, genre_matrix=genre_matrix)
+    seconds = ranked.fit_seconds + rated.fit_seconds
+    visits = ranked.examples_per_second * ranked.fit_seconds + rated.examples_per_second * rated.fit_seconds
+    speed = visits / seconds if seconds > 0 else float("inf")   # ratings visited per second, both halves
+    return RankAndRate(ranker, rater), dataclasses.replace(
+        ranked, fit_seconds=seconds, examples_per_second=speed, steady_examples_per_second=speed,
+        part_seconds={"ials": ranked.fit_seconds, "bayes": rated.fit_seconds})
 
 
 def fit_ials(config: MFConfig, train: Interactions, num_users: int, num_movies: int,
@@ -209,7 +231,7 @@ def fit_bayes(config: MFConfig, train: Interactions, num_users: int, num_movies:
             logging.info("Bayesian MF sweep %d/%d: train RMSE %.4f", sweep, total, stats["train_rmse"])
 
     result = bayes.fit(train.user_idx[keep], train.movie_idx[keep], train.rating[keep], num_users, num_movies,
-                       dim=config.embedding_dim, samples=config.bayes_samples, burn_in=config.bayes_burn_in,
+                       dim=config.bayes_dim, samples=config.bayes_samples, burn_in=config.bayes_burn_in,
                        thin=config.bayes_thin, seed=config.seed, implicit=config.bayes_implicit,
                        movie_genres=genre_matrix if config.hybrid else None, progress=progress)
     users, movies, user_bias, movie_bias = result.concatenated()
@@ -227,7 +249,7 @@ def fit_bayes(config: MFConfig, train: Interactions, num_users: int, num_movies:
     n = int(keep.sum()) * sweeps
     speed = n / result.fit_seconds if result.fit_seconds > 0 else float("inf")
     logging.info("Bayesian MF: %d sweeps over %d ratings in %.1f s; %d samples of d=%d served as %d columns",
-                 sweeps, int(keep.sum()), result.fit_seconds, config.bayes_samples, config.embedding_dim, width)
+                 sweeps, int(keep.sum()), result.fit_seconds, config.bayes_samples, config.bayes_dim, width)
     return model, TrainResult(epochs=sweeps, train_examples=len(train), fit_seconds=result.fit_seconds,
                               examples_per_second=speed, steady_examples_per_second=speed,
                               loss_history=[float(x) for x in result.train_rmse], eval_rmse_history=[])

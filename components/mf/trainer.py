@@ -54,7 +54,7 @@ def run_fn(fn_args) -> None:
     init = None
     if custom.get("warm_start") and config.objective == "bayes":
         warm_report["reason"] = "objective bayes: each chain starts from its prior"
-    elif custom.get("warm_start"):
+    elif custom.get("warm_start"):   # ials+bayes: seeds the ranking half; the rater starts from its prior
         init = warm_start_init(fn_args.base_model, data.user_ids, data.catalog.movie_ids, warm_report,
                                data.catalog.genre_names)
     model, result = train.fit(config, data.train, *sizes, data.eval, scale, init=init,
@@ -65,7 +65,7 @@ def run_fn(fn_args) -> None:
         "eval_rmse": errors["rmse"], "eval_mae": errors["mae"], "eval_examples": errors["examples"],
         "train_examples": len(data.train), "epochs": result.epochs,
         "fit_seconds": result.fit_seconds, "examples_per_second": result.examples_per_second,
-        "steady_examples_per_second": result.steady_examples_per_second,
+        "steady_examples_per_second": result.steady_examples_per_second, "part_seconds": result.part_seconds,
         "loss_history": result.loss_history, "eval_rmse_history": result.eval_rmse_history,
         "num_users": data.num_users, "num_movies": data.num_movies,
         "num_genres": len(data.catalog.genre_names), "rating_range": list(scale), "config": custom,
