@@ -50,7 +50,7 @@ def load_quality():
 
 
 def grid():
-    from movierec.components.content.profiles import ContentConfig
+    from movierec.config import ContentConfig
 
     points = [ContentConfig(profile="lift", **dict(zip(LIFT_GRID, values)))
               for values in itertools.product(*LIFT_GRID.values())]
@@ -115,7 +115,7 @@ def describe(config) -> str:
 
 
 def table(name: str, rows: list, baseline: dict, chosen, keep: int) -> str:
-    from movierec.components.content.profiles import ContentConfig
+    from movierec.config import ContentConfig
 
     mine = sorted((r for r in rows if r["dataset"] == name), key=lambda r: -r["ndcg@10"])
     marks = {chosen: "chosen", ContentConfig.seed_article(): "seed article"}
@@ -145,7 +145,7 @@ def main(argv=None) -> int:
     p.add_argument("--show", type=int, default=12, help="table rows per dataset (plus the chosen and seed rows)")
     p.add_argument("--json", metavar="PATH", help="also write every row as a JSON list to PATH")
     args = p.parse_args(argv)
-    from movierec.components.content.profiles import ContentConfig
+    from movierec.config import ContentConfig
     from movierec.components.data import synth
 
     quality = load_quality()

@@ -25,7 +25,7 @@ import sys
 import time
 
 from movierec.components.ranking_evaluator.eval_config import EvalConfig, Rule
-from movierec.config import MF_OBJECTIVES, MODEL_NAMES, MFConfig, PipelineConfig
+from movierec.config import CONTENT_PROFILES, ContentConfig, MF_OBJECTIVES, MODEL_NAMES, MFConfig, PipelineConfig
 
 EXIT_DATA_ERROR = 2
 EXIT_PIPELINE_ERROR = 3
@@ -112,6 +112,19 @@ def _add_run_args(p: argparse.ArgumentParser, retrain: bool = False) -> None:
                         "(default: on)")
     p.add_argument("--ials-feature-reg", type=float, default=d.ials_feature_reg,
                    help="ials with --mf-hybrid: L2 of the genre part (default: %(default)s)")
+    c = ContentConfig()
+    p.add_argument("--content-profile", choices=list(CONTENT_PROFILES), default=c.profile,
+                   help="content: lift (default: log-lift of each genre and decade over the average "
+                        "user, from rating deviations) or share (the seed article's rating-weighted shares)")
+    p.add_argument("--content-smoothing", type=float, default=c.smoothing,
+                   help="content lift: pseudo ratings of average taste per user (default: %(default)s)")
+    p.add_argument("--content-deviation-weight", type=float, default=c.deviation_weight,
+                   help="content lift: how much a rating above/below the user's mean counts (default: %(default)s)")
+    p.add_argument("--content-popularity-weight", type=float, default=c.popularity_weight,
+                   help="content: weight of the log-popularity prior in the score; 0 for the seed's "
+                        "pure genre score (default: %(default)s)")
+    p.add_argument("--content-decades", action=argparse.BooleanOptionalAction, default=c.decades,
+                   help="content: release decades (from titles) as features next to genres (default: on)")
     p.add_argument("--epochs", type=int, default=d.epochs)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--learning-rate", type=float, default=d.learning_rate)
@@ -307,13 +320,16 @@ def _config_from_args(args, data_dir: str) -> PipelineConfig:
                   bayes_dim=args.bayes_dim, bayes_samples=args.bayes_samples, bayes_burn_in=args.bayes_burn_in, bayes_thin=args.bayes_thin,
                   bayes_implicit=args.bayes_implicit, epochs=args.epochs, batch_size=args.batch_size,
                   learning_rate=args.learning_rate, l2=args.l2, seed=args.seed)
+    content = ContentConfig(profile=args.content_profile, smoothing=args.content_smoothing,
+                            deviation_weight=args.content_deviation_weight,
+                            popularity_weight=args.content_popularity_weight, decades=args.content_decades)
     evaluation = EvalConfig(ks=tuple(args.eval_k or EvalConfig().ks), rating_threshold=args.rating_threshold,
                             max_regression=args.max_regression, overrides=parse_gates(args.gate))
     beam = {} if args.beam_pipeline_args is None else {"beam_pipeline_args": tuple(shlex.split(args.beam_pipeline_args))}
     return PipelineConfig.from_output_dir(
         data_dir, args.output_dir, eval_percent=args.eval_percent,
         max_bad_records=args.max_bad_records, max_k=args.max_k,
-        enable_cache=not args.no_cache, mf=mf, evaluation=evaluation,
+        enable_cache=not args.no_cache, mf=mf, content=content, evaluation=evaluation,
         span_window=args.span_window, warm_start=args.warm_start, **beam)
 
 

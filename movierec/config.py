@@ -110,6 +110,52 @@ class MFConfig:
 MODEL_NAMES = ("mf", "content")
 
 
+CONTENT_PROFILES = ("lift", "share")
+
+
+@dataclass(frozen=True)
+class ContentConfig:
+    """Content model settings (`components/content/profiles.py`); the defaults are
+    `benchmarks/tune_content.py`'s choice.
+
+    profile: "lift" or "share" (see the module doc). smoothing (lift: pseudo ratings of
+    average taste, > 0), deviation_weight (lift: how much a rating above / below the user's
+    mean adds / removes, 0..1), popularity_weight (the prior's weight, >= 0), decades
+    (release decades as item features next to genres).
+    """
+
+    profile: str = "lift"
+    smoothing: float = 100.0
+    deviation_weight: float = 0.5
+    popularity_weight: float = 1.0
+    decades: bool = True
+
+    def __post_init__(self) -> None:
+        if self.profile not in CONTENT_PROFILES:
+            raise ValueError(f"content profile={self.profile!r} is invalid: one of {CONTENT_PROFILES}")
+        if not 0 < self.smoothing < 1e6:
+            raise ValueError(f"content smoothing={self.smoothing!r} is invalid: in (0, 1e6)")
+        if not 0 <= self.deviation_weight <= 1:
+            raise ValueError(f"content deviation_weight={self.deviation_weight!r} is invalid: in [0, 1]")
+        if not 0 <= self.popularity_weight < 1000:
+            raise ValueError(f"content popularity_weight={self.popularity_weight!r} is invalid: in [0, 1000)")
+        if not isinstance(self.decades, bool):
+            raise ValueError(f"content decades={self.decades!r} is invalid: true or false")
+
+    @classmethod
+    def seed_article(cls) -> "ContentConfig":
+        """Seed article 000 exactly: rating-weighted genre shares, no prior, no decades."""
+        return cls(profile="share", deviation_weight=0.0, popularity_weight=0.0, decades=False)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "ContentConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown content settings {unknown}; known: {sorted(known)}")
+        return cls(**values)
+
+
 @dataclass(frozen=True)
 class PipelineConfig:
     """Every path and setting of one pipeline run.
@@ -136,6 +182,7 @@ class PipelineConfig:
     # installation as an sdist before every Beam component (~2.3 s each).
     beam_pipeline_args: tuple[str, ...] = LOCAL_BEAM_ARGS
     mf: MFConfig = field(default_factory=MFConfig)
+    content: ContentConfig = field(default_factory=ContentConfig)
     # ks, blessing rules (per model), max_regression: components/ranking_evaluator/eval_config.py
     evaluation: EvalConfig = field(default_factory=EvalConfig)
     check_local_files: bool = True
@@ -161,6 +208,7 @@ class PipelineConfig:
         _check(1 <= self.max_k <= 10_000, "max_k", self.max_k, "1..10000")
         object.__setattr__(self, "beam_pipeline_args", tuple(self.beam_pipeline_args))
         _check(isinstance(self.mf, MFConfig), "mf", self.mf, "an MFConfig")
+        _check(isinstance(self.content, ContentConfig), "content", self.content, "a ContentConfig")
         _check(isinstance(self.evaluation, EvalConfig), "evaluation", self.evaluation, "an EvalConfig")
         unknown = sorted({m for m, _ in self.evaluation.overrides} - set(MODEL_NAMES))
         _check(not unknown, "evaluation.overrides", unknown, f"rules are for the models {list(MODEL_NAMES)}")
@@ -186,6 +234,10 @@ class PipelineConfig:
     def trainer_config(self) -> dict[str, Any]:
         """What the MF Trainer needs, as a JSON-serialisable dict (TFX custom_config)."""
         return {"mf": dataclasses.asdict(self.mf), "max_k": self.max_k, "warm_start": self.warm_start}
+
+    def content_trainer_config(self) -> dict[str, Any]:
+        """What the content Trainer needs, as a JSON-serialisable dict (TFX custom_config)."""
+        return {"content": dataclasses.asdict(self.content), "max_k": self.max_k}
 
 
 def _absolute(path: str) -> str:

@@ -96,7 +96,7 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None,
     transform.add_upstream_node(example_validator)  # no Transform on data that failed checks
     trainers, gates, pushers = [], [], []
     for name, run_fn, custom in (("mf", MF_RUN_FN, config.trainer_config()),
-                                 ("content", CONTENT_RUN_FN, {"max_k": config.max_k})):
+                                 ("content", CONTENT_RUN_FN, config.content_trainer_config())):
         history = dict(
             model=Channel(type=standard_artifacts.Model, producer_component_id=f"Trainer.{name}"),
             model_blessing=Channel(type=standard_artifacts.ModelBlessing,

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from movierec.components.content import export, profiles
-from movierec.components.content.profiles import ContentConfig
+from movierec.config import ContentConfig
 from movierec.components.recommend import RatedItems
 from movierec.components.training_data import Catalog
 from movierec.serving.servability import check_servable

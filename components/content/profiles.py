@@ -56,52 +56,11 @@ import scipy.sparse as sp
 import tensorflow as tf
 
 from movierec.components.training_data import Catalog
+from movierec.config import ContentConfig
 
-PROFILES = ("lift", "share")
+
 # a trailing "(1995)", optionally followed by spaces; RE2 and Python read it alike
 YEAR_PATTERN = r"^.*\((\d{4})\)\s*$"
-
-
-@dataclasses.dataclass(frozen=True)
-class ContentConfig:
-    """Content model settings; the defaults are `benchmarks/tune_content.py`'s choice.
-
-    profile: "lift" or "share" (see the module doc). smoothing (lift: pseudo ratings of
-    average taste, > 0), deviation_weight (lift: how much a rating above / below the user's
-    mean adds / removes, 0..1), popularity_weight (the prior's weight, >= 0), decades
-    (release decades as item features next to genres).
-    """
-
-    profile: str = "lift"
-    smoothing: float = 100.0
-    deviation_weight: float = 0.5
-    popularity_weight: float = 1.0
-    decades: bool = True
-
-    def __post_init__(self) -> None:
-        if self.profile not in PROFILES:
-            raise ValueError(f"content profile={self.profile!r} is invalid: one of {PROFILES}")
-        if not 0 < self.smoothing < 1e6:
-            raise ValueError(f"content smoothing={self.smoothing!r} is invalid: in (0, 1e6)")
-        if not 0 <= self.deviation_weight <= 1:
-            raise ValueError(f"content deviation_weight={self.deviation_weight!r} is invalid: in [0, 1]")
-        if not 0 <= self.popularity_weight < 1000:
-            raise ValueError(f"content popularity_weight={self.popularity_weight!r} is invalid: in [0, 1000)")
-        if not isinstance(self.decades, bool):
-            raise ValueError(f"content decades={self.decades!r} is invalid: true or false")
-
-    @classmethod
-    def seed_article(cls) -> "ContentConfig":
-        """Seed article 000 exactly: rating-weighted genre shares, no prior, no decades."""
-        return cls(profile="share", deviation_weight=0.0, popularity_weight=0.0, decades=False)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "ContentConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown content settings {unknown}; known: {sorted(known)}")
-        return cls(**values)
 
 
 # -- item features --------------------------------------------------------------------------

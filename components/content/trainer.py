@@ -6,6 +6,7 @@ import logging
 
 from movierec.components import features, training_data
 from movierec.components.content import export, profiles
+from movierec.config import ContentConfig
 
 
 def run_fn(fn_args) -> None:
@@ -14,7 +15,7 @@ def run_fn(fn_args) -> None:
     movies rated in both splits, the evaluation export the train split only."""
     custom = fn_args.custom_config or {}
     max_k = int(custom.get("max_k", 100))
-    config = profiles.ContentConfig.from_dict(custom.get("content") or {})
+    config = ContentConfig.from_dict(custom.get("content") or {})
     data = training_data.load_trainer_inputs(fn_args)
     train, catalog = data.train, data.catalog
 
