@@ -445,7 +445,6 @@ def lock_output_dir(output_dir: str) -> _OutputLock:
 
 def _run_pipeline(args, config: PipelineConfig, started: float) -> int:
     from movierec import summary  # noqa: PLC0415
-    from movierec.pipeline.pipeline import MODEL_NAMES  # noqa: PLC0415
     before = summary.served_versions(config, MODEL_NAMES)
     log_path = _setup_logging(os.path.join(os.path.abspath(args.output_dir), "logs"))
     print(f"  log: {log_path}")

@@ -23,10 +23,9 @@ import time
 
 from movierec import cli, summary
 from movierec.components.data import spans
-from movierec.config import PipelineConfig
+from movierec.config import MODEL_NAMES, PipelineConfig
 from movierec.serving import versions
 
-MODEL_NAMES = ("mf", "content")
 
 
 def newest_training_metrics(config: PipelineConfig, model_name: str) -> dict:

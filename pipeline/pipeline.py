@@ -44,7 +44,6 @@ COMPONENT_IDS = ("MovieLensExampleGen", "StatisticsGen", "ImportSchemaGen",
                  "StrictExampleValidator", "Transform",
                  "Trainer.mf", "Trainer.content", "LatestBlessed.mf", "LatestBlessed.content",
                  "Evaluator.mf", "Evaluator.content", "Pusher.mf", "Pusher.content")
-MODEL_NAMES = ("mf", "content")
 
 
 def code_fingerprint() -> str:

@@ -50,7 +50,8 @@ def test_bad_settings_are_named():
 
 def test_ranking_model_ranks_by_factors_and_rates_by_biases():
     data = interactions(GROUPS, ratings=[1.0 + (m % 4) for _, m in GROUPS])
-    config = MFConfig(objective="ials", embedding_dim=4, ials_alpha0=0.1, ials_reg=0.01, ials_iterations=5)
+    config = MFConfig(objective="ials", embedding_dim=4, ials_alpha0=0.1, ials_reg=0.01, ials_iterations=5,
+                      hybrid=False)
     model, result = train.fit(config, data, 8, 8)
     assert result.epochs == 5 and len(result.loss_history) == 5
     user = tf.constant([0, 5], tf.int64)
