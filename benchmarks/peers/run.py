@@ -112,6 +112,9 @@ class Protocol:
 
 
 def prepare(name: str, train, test, movies: dict) -> Protocol:
+    """Index a split as `quality.make_split` and the evaluator's `eval_data` do: vocabularies
+    of the train users and movies sorted by (length, id); relevant sets per train user with
+    test rows. (Those two import TensorFlow, which this venv does not have.)"""
     user_vocab = sorted(set(train.user), key=lambda x: (len(x), x))
     movie_vocab = sorted(set(train.movie), key=lambda x: (len(x), x))
     uix = {u: i for i, u in enumerate(user_vocab)}
@@ -296,13 +299,12 @@ TUNE_GRID = {
 }
 
 
-def run_peer(peer: Peer, p: Protocol, **override) -> dict | None:
-    params = {**peer.params, **override}
+def run_peer(peer: Peer, p: Protocol, **override) -> dict:
+    """Fit one peer on the protocol's train part and score it: one row of the table."""
+    model, seconds = peer.fit(p, **{**peer.params, **override})
     if peer.scores is not None:
-        model, seconds = peer.fit(p, **params)
         metrics = ranking_metrics(top_k(peer.scores(model, p), p), p.relevant, K, p.sizes[1])
     else:
-        model, seconds = peer.fit(p, **params)
         metrics = peer.rating_errors(model, p)
     return {"protocol": p.name, "model": peer.name, "fit_seconds": seconds,
             **{k: v for k, v in metrics.items() if not isinstance(v, list)}}
@@ -457,9 +459,8 @@ def main(argv=None) -> int:
         else:
             project = project_rows(data_dir, args.main_python)
         rows += [{**r, "model": f"project: {r['model']}"} for r in project]
-    text = "\n".join(filter(None, [
-        f"MovieLens 100k ({data_dir}); {datetime.date.today()}; {os.cpu_count()} cores; {versions()}", "",
-        table(rows), "", check_popularity(rows)]))
+    text = (f"MovieLens 100k ({data_dir}); {datetime.date.today()}; {os.cpu_count()} cores; {versions()}\n\n"
+            + table(rows) + "\n\n" + check_popularity(rows)).rstrip()
     print(text)
     if args.out:
         with open(args.out, "w") as f:

@@ -6,4 +6,4 @@
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 "$HERE/setup.sh"
-exec "$HERE/.venv/bin/python" "$HERE/run.py" "$@"
+exec "${PEERS_VENV:-$HERE/.venv}/bin/python" "$HERE/run.py" "$@"

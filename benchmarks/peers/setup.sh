@@ -17,7 +17,7 @@
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
-VENV="$HERE/.venv"
+VENV="${PEERS_VENV:-$HERE/.venv}"   # PEERS_VENV: build elsewhere (e.g. to try a clean install)
 STAMP="$VENV/.peers-stamp"
 want=$(cat "$HERE/requirements.txt" "$HERE/setup.sh" "$REPO/setup.py" | sha256sum | cut -d' ' -f1)
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && [ -x "$VENV/bin/python" ]; then
