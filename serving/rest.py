@@ -3,8 +3,11 @@
   GET  /v1/models/{name}[/versions/{v}|/labels/{l}]            model status
   GET  /v1/models/{name}[/versions/{v}|/labels/{l}]/metadata   signature defs
   POST /v1/models/{name}[/versions/{v}|/labels/{l}]:predict    row or columnar JSON
+  POST /v1/models/{name}[/versions/{v}|/labels/{l}]:classify   {"examples": [...]} (tf.Examples)
+  POST /v1/models/{name}[/versions/{v}|/labels/{l}]:regress    {"examples": [...]} (tf.Examples)
   GET  /monitoring/prometheus/metrics                           Prometheus text format
-Errors: {"error": "<message>"} with the HTTP status TF Serving maps the code to.
+Errors: {"error": "<message>"} with the HTTP status TF Serving maps the code to; a path that
+fits no route (or the wrong method for it) is 400 "Malformed request: <METHOD> <path>".
 
 Transport: HTTP/1.1 (keep-alive, pipelined requests answered in order; HTTP/1.0 closes
 unless it asks for keep-alive) on the server's asyncio loop, one `HttpConnection` protocol
@@ -24,9 +27,10 @@ import time
 import urllib.parse
 
 import grpc
+from tensorflow.core.framework import types_pb2
 
 from movierec.serving import protos, tensor_json
-from movierec.serving.errors import ServingError, invalid_argument, not_found
+from movierec.serving.errors import ServingError, invalid_argument
 from movierec.serving.listener import Balance, Listener
 from movierec.serving.eager import run_request
 from movierec.serving.service import PredictionCore
@@ -37,27 +41,38 @@ METRICS_PATH = "/monitoring/prometheus/metrics"
 SERVER_NAME = "movierec-serving"
 MAX_HEAD_BYTES = 64 << 10   # request line + headers
 MAX_HEADERS = 100
-_MODEL_URL = re.compile(
-    r"^/v1/models/(?P<name>[^/:]+)"
-    r"(?:/versions/(?P<version>[^/:]+)|/labels/(?P<label>[^/:]+))?"
-    r"(?:/(?P<metadata>metadata)|:(?P<verb>[A-Za-z]+))?$")
+# TF Serving's two REST routes (http_rest_api_util.cc), case-insensitive as there: POST
+# for :predict/:classify/:regress, GET for status and metadata; anything else is
+# "Malformed request".
+_POST_URL = re.compile(r"/v1/models/([^/:]+)(?:(?:/versions/([0-9]+))|(?:/labels/([^/:]+)))?"
+                       r":(classify|regress|predict)", re.IGNORECASE)
+_GET_URL = re.compile(r"/v1/models(?:/([^/:]+))?(?:(?:/versions/([0-9]+))|(?:/labels/([^/:]+)))?"
+                      r"(?:/(metadata))?", re.IGNORECASE)
 _TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _REASONS = {s.value: s.phrase for s in http.HTTPStatus}
 
 
 def _parse_path(method: str, raw_path: str):
+    """-> (model name, version, label, "metadata" or None, verb or None) as TF Serving's
+    ParseModelInfo reads the path; INVALID_ARGUMENT "Malformed request" when the path
+    does not fit the method's route."""
     path = urllib.parse.urlsplit(raw_path).path
-    m = _MODEL_URL.match(urllib.parse.unquote(path))
+    m = (_POST_URL if method == "POST" else _GET_URL).fullmatch(path)
     if not m:
         raise invalid_argument(f"Malformed request: {method} {path}")
-    version = m.group("version")
+    name, version, label, last = m.groups()
     if version is not None:
-        if not version.isdigit():
-            raise invalid_argument(f"Malformed request: {method} {path}")
-        if len(version) > 18:
+        digits = version.lstrip("0") or "0"
+        if len(digits) > 19 or int(digits) >= 2**63:
             raise invalid_argument(f"Failed to convert version: {version} to numeric.")
-        version = int(version)
-    return m.group("name"), version, m.group("label"), m.group("metadata"), m.group("verb")
+        version = int(digits)
+    name = urllib.parse.unquote(name) if name else name
+    label = urllib.parse.unquote(label) if label else label
+    if method == "POST":
+        return name, version, label, None, last
+    if not name:
+        raise invalid_argument("Missing model name in request.")
+    return name, version, label, last if last == "metadata" else None, None   # other cases: status
 
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"))   # one encoder: json.dumps with options builds one a call
@@ -71,15 +86,42 @@ def _error(e: ServingError) -> tuple[int, bytes, str]:
     return _json_body(e.http_status, {"error": e.message})
 
 
+# Python's JSON messages -> rapidjson's, which TF Serving's errors quote
+_JSON_MESSAGES = (("Expecting value", "Invalid value."), ("Extra data", "The document root must not be followed by other values."),
+                  ("Expecting property name", "Missing a name for object member."),
+                  ("Expecting ':' delimiter", "Missing a colon after a name of object member."),
+                  ("Unterminated string", "Missing a closing quotation mark in string."),
+                  ("Invalid \\escape", "Invalid escape character in string."),
+                  ("Invalid \\u", "Incorrect hex digit after \\u escape in string."),
+                  ("Invalid control character", "Invalid encoding in string."))
+
+
 def _parse_json(raw: bytes):
+    """The request body as JSON, or TF Serving's "JSON Parse error: ..." messages."""
+    if not raw:
+        raise invalid_argument("JSON Parse error: The document is empty")
     try:
-        return json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise invalid_argument("Request body is not valid UTF-8") from None
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise invalid_argument(f"JSON Parse error: Invalid encoding in string. at offset: {e.start}") from None
+    if not text.strip():
+        raise invalid_argument(f"JSON Parse error: The document is empty. at offset: {len(text)}")
+    try:
+        return json.loads(text)
     except RecursionError:
         raise invalid_argument("JSON nested too deeply") from None
     except json.JSONDecodeError as e:
-        raise invalid_argument(f"JSON Parse error: {e.msg} at offset {e.pos}") from None
+        message = e.msg
+        if message.startswith("Expecting ',' delimiter"):
+            before = text[:e.pos].rstrip()
+            inside = "array" if before.count("[") - before.count("]") > before.count("{") - before.count("}") else "object"
+            message = ("Missing a comma or ']' after an array element." if inside == "array"
+                       else "Missing a comma or '}' after an object member.")
+        else:
+            message = next((ours for theirs, ours in _JSON_MESSAGES if message.startswith(theirs)), message)
+        raise invalid_argument(f"JSON Parse error: {message} at offset: {e.pos}") from None
+    except ValueError:   # an integer literal of more digits than Python converts
+        raise invalid_argument("JSON Parse error: Number too big to be stored in double.") from None
 
 
 def _requested_signature(body) -> str:
@@ -107,9 +149,8 @@ class RestApi:
     def _get(self, target: str):
         if urllib.parse.urlsplit(target).path == METRICS_PATH:
             return 200, self.core.render_metrics().encode(), "text/plain; version=0.0.4"
-        name, version, label, metadata, verb = _parse_path("GET", target)
-        if verb is not None:
-            raise invalid_argument(f"Use POST for :{verb}")
+        name, version, label, metadata, _ = _parse_path("GET", target)
+        _one_version_choice(version, label)
         if metadata:
             with self.core.request(name, "GetModelMetadata", "REST"):
                 body = protos.metadata_json(name, self.core.metadata(name, version, label))
@@ -119,26 +160,53 @@ class RestApi:
         return _json_body(200, body)
 
     async def _post(self, target: str, raw: bytes, deadline: float):
-        name, version, label, metadata, verb = _parse_path("POST", target)
-        if metadata or verb is None:
-            raise invalid_argument("Use GET for status and metadata")
+        name, version, label, _, verb = _parse_path("POST", target)
+        _one_version_choice(version, label)
+        if verb == "predict":
+            return await self._predict(name, version, label, raw, deadline)
         if verb in ("classify", "regress"):
-            raise ServingError(grpc.StatusCode.UNIMPLEMENTED,
-                               f":{verb} is not implemented by movierec serve; use :predict")
-        if verb != "predict":
-            raise not_found(f"Malformed request: unknown method :{verb}")
+            return await self._classify_or_regress(verb, name, version, label, raw, deadline)
+        raise invalid_argument(f"Malformed request: POST {urllib.parse.urlsplit(target).path}")
+
+    async def _predict(self, name, version, label, raw: bytes, deadline: float):
         body = _parse_json(raw)
         with self.core.request(name, "predict", "REST"):
             servable = self.core.manager.servable(name, version, label)
             signature = _requested_signature(body)
             if (signature or "serving_default") not in servable.signature_defs:
-                raise invalid_argument(f'Serving signature name: "{signature}" not found in signature def')
-            aliases = list(servable.signature_defs[signature or "serving_default"].inputs)
-            signature_name, inputs, rows = tensor_json.parse_predict_body(body, aliases)
+                raise invalid_argument(f'Serving signature name: "{signature or "serving_default"}" '
+                                       "not found in signature def")
+            infos = servable.signature_defs[signature or "serving_default"].inputs
+            dtypes = {a: _dtype_name(info.dtype) for a, info in infos.items()}
+            signature_name, inputs, rows = tensor_json.parse_predict_body(body, list(infos), dtypes)
             self.core.check_batch(inputs)
             outputs = await self.core.predict_async(servable, signature_name, inputs, (), deadline)
             response = tensor_json.predict_response(outputs, rows)
         return _json_body(200, response)
+
+    async def _classify_or_regress(self, verb: str, name, version, label, raw: bytes, deadline: float):
+        body = _parse_json(raw)
+        with self.core.request(name, verb, "REST"):
+            signature_name, examples = tensor_json.parse_examples_body(body, verb)
+            servable = self.core.manager.servable(name, version, label)
+            if verb == "classify":
+                result = await self.core.infer_async(len(examples), servable.classify, signature_name, examples,
+                                                     deadline=deadline)
+                return _json_body(200, tensor_json.classify_response(result))
+            result = await self.core.infer_async(len(examples), servable.regress, signature_name, examples,
+                                                 deadline=deadline)
+            return _json_body(200, tensor_json.regress_response(result))
+
+
+def _one_version_choice(version, label) -> None:
+    if version is not None and label is not None:   # the route allows one; kept as TF Serving words it
+        raise invalid_argument(f"Both model version ({version}) and model version label ({label}) "
+                               "cannot be supplied.")
+
+
+def _dtype_name(enum_value: int) -> str:
+    """TF's DataTypeString: DT_FLOAT -> "float", DT_INT64 -> "int64"."""
+    return types_pb2.DataType.Name(enum_value)[3:].lower()
 
 
 class _BadRequest(Exception):

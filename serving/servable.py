@@ -11,23 +11,34 @@ call for a top-10 request. The graph run happens outside Python's GIL.
 
 `Servable.predict(signature_name, inputs, output_filter)` follows TF Serving's Predict:
 an empty signature name means `serving_default`; an unknown signature is
-FAILED_PRECONDITION; an unknown input alias, a missing input without a SignatureDef default,
-a wrong dtype or a shape that contradicts the signature is INVALID_ARGUMENT; errors raised by
-the graph keep their TensorFlow status code.
+FAILED_PRECONDITION; an unknown input alias, a missing input without a SignatureDef default
+or a wrong dtype is INVALID_ARGUMENT; errors raised by the graph keep their TensorFlow status
+code. Shapes are not checked against the SignatureDef, as TF Serving does not check them:
+half_plus_two's `x` is [-1, 1] and TF Serving answers `x = [2, 3, 4]` with `[3, 3.5, 4]`;
+a shape the graph's ops cannot take fails in the graph, with TensorFlow's message.
+
+`Servable.classify`, `regress` and `infer` follow TF Serving's Classify, Regress and
+MultiInference (classifier.cc, regressor.cc, multi_inference.cc): serialized tf.Examples
+are fed to the signature's single `inputs` string tensor, and the `classes`/`scores` or
+`outputs` tensors are checked and returned per example.
 """
 from __future__ import annotations
 
 import os
 import threading
 
+import grpc
 import numpy as np
 import tensorflow as tf
+from google.protobuf import text_format
 from tensorflow.core.protobuf import config_pb2, meta_graph_pb2, saved_model_pb2
 
 from movierec.serving.errors import (ServingError, failed_precondition, from_tf_error,
                                      invalid_argument)
 
 DEFAULT_SIGNATURE = "serving_default"
+CLASSIFY_METHOD = "tensorflow/serving/classify"
+REGRESS_METHOD = "tensorflow/serving/regress"
 
 
 def read_signature_defs(path: str) -> dict[str, meta_graph_pb2.SignatureDef]:
@@ -43,7 +54,7 @@ def read_signature_defs(path: str) -> dict[str, meta_graph_pb2.SignatureDef]:
 
 class _Input:
     """One SignatureDef input, read out of its proto once (proto field access is slow)."""
-    __slots__ = ("alias", "feed", "dtype", "np_dtype", "is_string", "int_range", "dims")
+    __slots__ = ("alias", "feed", "dtype", "np_dtype", "is_string", "int_range")
 
     def __init__(self, alias: str, info: meta_graph_pb2.TensorInfo):
         self.alias, self.feed = alias, info.name
@@ -52,17 +63,6 @@ class _Input:
         self.np_dtype = None if self.is_string else np.dtype(self.dtype.as_numpy_dtype)
         self.int_range = ((int(np.iinfo(self.np_dtype).min), int(np.iinfo(self.np_dtype).max))
                           if self.dtype.is_integer else None)
-        shape = info.tensor_shape
-        self.dims = None if shape.unknown_rank else tuple(d.size for d in shape.dim)
-
-
-def _check_shape(alias: str, value: np.ndarray, dims: tuple | None) -> None:
-    if dims is None:
-        return
-    if value.ndim != len(dims) or any(d >= 0 and d != s for d, s in zip(dims, value.shape)):
-        expected = "[" + ",".join("?" if d < 0 else str(d) for d in dims) + "]"
-        raise invalid_argument(f"input '{alias}' has shape {list(value.shape)}, the signature "
-                               f"expects {expected}")
 
 
 def _converted(spec: _Input, value) -> np.ndarray:
@@ -200,7 +200,6 @@ class Servable:
                     f"and no default value provided. Inputs expected to be in the request "
                     f"{{{','.join(sorted(inputs))}}}, or default input alias set: "
                     f"{','.join(sorted(self._defaults[name]))}")
-            _check_shape(alias, value, spec.dims)
             feed_aliases.append(alias)
             values.append(value)
         wanted = tuple(output_filter) or tuple(self._outputs[name])
@@ -216,8 +215,135 @@ class Servable:
             raise invalid_argument(str(e)) from None
         return dict(zip(wanted, result))
 
+    # -- Classify, Regress, MultiInference (tf.Example inputs) ------------------------------
+    def classify(self, signature_name: str, examples: list[bytes]) -> list[list[tuple[str, float]]]:
+        """Serialized tf.Examples -> per example, its (label, score) classes (label "" when the
+        signature has no `classes` output, score 0 when it has no `scores`)."""
+        name = signature_name or DEFAULT_SIGNATURE
+        sd = self.signature_defs.get(name)
+        if sd is None:
+            raise invalid_argument(f"No signature was found with the name: {name}")
+        return self._classify(name, sd, _examples_tensor(examples))
+
+    def regress(self, signature_name: str, examples: list[bytes]) -> list[float]:
+        """Serialized tf.Examples -> one regression value per example."""
+        name = signature_name or DEFAULT_SIGNATURE
+        sd = self.signature_defs.get(name)
+        if sd is None:
+            raise invalid_argument(f"No signature was found with the name: {name}")
+        return self._regress(name, sd, _examples_tensor(examples))
+
+    def infer(self, tasks: list[tuple[str, str]], examples: list[bytes]) -> list[tuple[str, list]]:
+        """MultiInference: tasks are (signature name, method name) on the same examples;
+        -> per task ("classify", classes as `classify` gives) or ("regress", values).
+        Every task is checked before any runs, as TF Serving does."""
+        plans, seen = [], set()
+        for signature_name, method in tasks:
+            name = signature_name or DEFAULT_SIGNATURE
+            if name in seen:
+                raise invalid_argument(f"Duplicate evaluation of signature: {name}")
+            seen.add(name)
+            sd = self.signature_defs.get(name)
+            if sd is None:
+                raise invalid_argument(f"Requested signature not found in model graph: {name}")
+            if method == CLASSIFY_METHOD:
+                _classification_outputs(sd)
+            elif method == REGRESS_METHOD:
+                _regression_output(sd)
+            else:
+                raise ServingError(grpc.StatusCode.UNIMPLEMENTED, f"Unsupported signature method_name: {method}")
+            plans.append((name, sd, method))
+        feed = _examples_tensor(examples)
+        return [("classify", self._classify(name, sd, feed)) if method == CLASSIFY_METHOD
+                else ("regress", self._regress(name, sd, feed)) for name, sd, method in plans]
+
+    def _classify(self, name: str, sd, feed: np.ndarray) -> list[list[tuple[str, float]]]:
+        aliases = _classification_outputs(sd)
+        out = self.predict(name, {"inputs": feed}, aliases)
+        n = len(feed)
+        classes, scores = out.get("classes"), out.get("scores")
+        for alias, arr, dtype in (("classes", classes, "DT_STRING"), ("scores", scores, "DT_FLOAT")):
+            if arr is None:
+                continue
+            if arr.ndim != 2:
+                raise invalid_argument(f"Expected Tensor shape: [batch_size num_classes] but got "
+                                       f"{_shape_debug(arr.shape)}")
+            if (arr.dtype == object) != (dtype == "DT_STRING") or (dtype == "DT_FLOAT" and arr.dtype != np.float32):
+                raise invalid_argument(f"Expected {alias} Tensor of {dtype}. Got: "
+                                       f"DT_{tf.dtypes.as_dtype(arr.dtype).name.upper()}")
+            if arr.shape[0] != n:
+                raise invalid_argument(f"Expected {alias} output batch size of {n}. Got: {arr.shape[0]}")
+        if classes is not None and scores is not None and classes.shape[1] != scores.shape[1]:
+            raise invalid_argument(f"Tensors class and score should match in dim_size(1). Got "
+                                   f"{classes.shape[1]} vs. {scores.shape[1]}")
+        k = (classes if classes is not None else scores).shape[1]
+        labels = ([[b.decode("utf-8", "replace") for b in row] for row in classes.tolist()]
+                  if classes is not None else [[""] * k for _ in range(n)])
+        values = scores.tolist() if scores is not None else [[0.0] * k for _ in range(n)]
+        return [list(zip(labels[i], values[i])) for i in range(n)]
+
+    def _regress(self, name: str, sd, feed: np.ndarray) -> list[float]:
+        (alias,) = _regression_output(sd)
+        arr = self.predict(name, {"inputs": feed}, (alias,))[alias]
+        n = len(feed)
+        if not (arr.ndim == 1 or (arr.ndim == 2 and arr.shape[1] == 1)):
+            raise invalid_argument("Expected output Tensor shape to be either [batch_size] or "
+                                   f"[batch_size, 1] but got {_shape_debug(arr.shape)}")
+        if arr.shape[0] != n:
+            raise invalid_argument(f"Input batch size did not match output batch size: {n} vs. {arr.shape[0]}")
+        if arr.dtype != np.float32:
+            raise invalid_argument(f"Expected output Tensor of DT_FLOAT.  Got: "
+                                   f"DT_{tf.dtypes.as_dtype(arr.dtype).name.upper()}")
+        return arr.reshape(-1).tolist()
+
     def __repr__(self) -> str:
         return f"Servable({self.name!r}, {self.version}, {self.path!r})"
 
 
-__all__ = ["Servable", "ServingError", "read_signature_defs", "DEFAULT_SIGNATURE"]
+def _examples_tensor(examples: list[bytes]) -> np.ndarray:
+    if not examples:
+        raise invalid_argument("Input is empty.")
+    arr = np.empty(len(examples), dtype=object)
+    arr[:] = examples
+    return arr
+
+
+def _shape_debug(shape: tuple) -> str:
+    return "[" + ",".join(str(d) for d in shape) + "]"
+
+
+def _signature_text(sd) -> str:
+    return text_format.MessageToString(sd)
+
+
+def _classification_outputs(sd) -> tuple[str, ...]:
+    """The output aliases a classification signature is read through (TF Serving's
+    PreProcessClassification checks, with its messages)."""
+    if len(sd.inputs) != 1:
+        raise invalid_argument("Expected one input Tensor.")
+    if len(sd.outputs) not in (1, 2):
+        raise invalid_argument(f"Expected one or two output Tensors, found {len(sd.outputs)}")
+    if "inputs" not in sd.inputs:
+        raise invalid_argument(f"No classification inputs found in SignatureDef: {_signature_text(sd)}")
+    aliases = tuple(a for a in ("classes", "scores") if a in sd.outputs)
+    if not aliases:
+        raise invalid_argument('Expected classification signature outputs to contain at least one of '
+                               f'"classes" or "scores". Signature was: {_signature_text(sd)}')
+    return aliases
+
+
+def _regression_output(sd) -> tuple[str]:
+    """TF Serving's PreProcessRegression checks, with its messages."""
+    if len(sd.inputs) != 1:
+        raise invalid_argument("Expected one input Tensor.")
+    if len(sd.outputs) != 1:
+        raise invalid_argument("Expected one output Tensor.")
+    if "inputs" not in sd.inputs:
+        raise invalid_argument(f"No regression inputs found in SignatureDef: {_signature_text(sd)}")
+    if "outputs" not in sd.outputs:
+        raise invalid_argument(f"No regression outputs found in SignatureDef: {_signature_text(sd)}")
+    return ("outputs",)
+
+
+__all__ = ["Servable", "ServingError", "read_signature_defs", "DEFAULT_SIGNATURE", "CLASSIFY_METHOD",
+           "REGRESS_METHOD"]

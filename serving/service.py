@@ -93,6 +93,15 @@ class PredictionCore:
             return await self.loop_batcher.submit(servable, signature_name, inputs, output_filter)
         return await self._call(_rows(inputs), servable.predict, signature_name, inputs, output_filter)
 
+    async def infer_async(self, rows: int, fn, *args, deadline: float | None = None):
+        """A Classify, Regress or MultiInference call (`fn(*args)`, a Servable method) on
+        `rows` examples: limits and deadline as for Predict, inline or on a model thread."""
+        if rows > self.limits.max_batch_size:
+            raise invalid_argument(f"{rows} examples, more than the maximum batch size "
+                                   f"{self.limits.max_batch_size}")
+        _check_deadline(deadline)
+        return await self._call(rows, fn, *args)
+
     async def _run_group(self, servable, signature_name, output_filter, group, rows: int) -> None:
         await self._call(rows, run_group, servable, signature_name, output_filter, group)
 

@@ -7,6 +7,17 @@ Request bodies (`:predict`):
 Exactly one of "instances" / "inputs"; every signature input must be given (TF Serving
 applies SignatureDef defaults to gRPC requests only). Strings may be {"b64": "<base64>"}.
 
+A value of the wrong JSON type for the input's dtype is refused with TF Serving's message
+(`JSON Value: "x" Type: String is not of expected type: float`): numbers for float and
+double, integers (no fraction, as written in the JSON) for integer dtypes, strings for
+string, true/false for bool. Shapes are not checked against the signature (nor does TF
+Serving check them).
+
+`:classify` and `:regress` bodies: {"signature_name": s?, "context": {...}?,
+"examples": [{feature: value or [values]}, ...]} -> serialized tf.Examples (numbers with a
+fraction or exponent are float features, integers and booleans int64, strings and
+{"b64"} bytes), answered {"results": [[[label, score], ...], ...]} and {"results": [v, ...]}.
+
 Responses: row format -> {"predictions": [...]} (a list of values when the signature
 has one output, else a list of {alias: value} objects); columnar -> {"outputs": value or
 {alias: value}}. String outputs are UTF-8 text, or {"b64": ...} when the alias ends in
@@ -16,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import math
 
 import numpy as np
@@ -23,6 +35,90 @@ import numpy as np
 from movierec.serving.errors import invalid_argument
 
 MAX_NESTING = 32
+MAX_DEBUG_CHARS = 256     # JSON quoted in an error message, as TF Serving cuts it
+_INT_RANGE = {"int8": 32, "int16": 32, "int32": 32, "uint8": 32, "uint16": 32, "int64": 64,
+              "uint32": "u32", "uint64": "u64"}
+
+
+def json_debug_string(value) -> str:
+    """A JSON value as TF Serving quotes it in errors: compact, at most 256 characters."""
+    try:
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text[:MAX_DEBUG_CHARS]
+
+
+def json_type_string(value) -> str:
+    """rapidjson's type name of a JSON value, as TF Serving's messages say it."""
+    if value is None:
+        return "Null"
+    if value is True:
+        return "True"
+    if value is False:
+        return "False"
+    if isinstance(value, dict):
+        return "Object"
+    if isinstance(value, list):
+        return "Array"
+    if isinstance(value, str):
+        return "String"
+    return "Number"
+
+
+def _leaf_fits(v, dtype: str) -> bool:
+    """Whether one JSON leaf is of the JSON type TF Serving accepts for `dtype`."""
+    if dtype in ("float", "double", "half", "bfloat16"):
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+    if dtype == "string":
+        return isinstance(v, str) or (isinstance(v, dict) and set(v) == {"b64"})
+    if dtype == "bool":
+        return isinstance(v, bool)
+    bits = _INT_RANGE.get(dtype)
+    if bits is None:
+        return True
+    if not isinstance(v, int) or isinstance(v, bool):
+        return False
+    if bits == 32:
+        return -2**31 <= v < 2**31
+    if bits == 64:
+        return -2**63 <= v < 2**63
+    return 0 <= v < (2**32 if bits == "u32" else 2**64)
+
+
+def _first_misfit(value, dtype: str, depth: int = 0):
+    """The first leaf of a JSON tensor value that `dtype` does not accept, as a 1-tuple
+    (None when every leaf fits)."""
+    if depth > MAX_NESTING:
+        return None
+    if isinstance(value, list):
+        for v in value:
+            found = _first_misfit(v, dtype, depth + 1)
+            if found is not None:
+                return found
+        return None
+    return None if _leaf_fits(value, dtype) else (value,)
+
+
+def check_json_types(alias: str, raw, arr: np.ndarray, dtype: str | None) -> None:
+    """TF Serving's type rule for the JSON value `raw` of an input of `dtype` (TF's name:
+    float, int64, string...); `arr` is its parsed array, which settles the common cases."""
+    if dtype is None:
+        return
+    kind = arr.dtype.kind
+    if dtype in ("float", "double") and kind in "if":
+        return
+    if kind == "i" and dtype in _INT_RANGE and (not arr.size or (_leaf_fits(int(arr.min()), dtype)
+                                                                 and _leaf_fits(int(arr.max()), dtype))):
+        return
+    if dtype == "string" and kind == "O" and all(type(v) in (str, bytes) for v in arr.reshape(-1).tolist()):
+        return   # text, or bytes from {"b64"} objects
+    if dtype == "bool" and kind == "b":
+        return
+    bad = _first_misfit(raw, dtype)
+    if bad is not None:
+        raise invalid_argument(f"JSON Value: {json_debug_string(bad[0])} Type: {json_type_string(bad[0])} "
+                               f"is not of expected type: {dtype}")
 
 
 def _decode_b64(value, depth: int = 0):
@@ -104,17 +200,23 @@ def _general_array(alias: str, value) -> np.ndarray:
     return arr
 
 
-def parse_predict_body(body, input_aliases: list[str]) -> tuple[str, dict, bool]:
+def parse_predict_body(body, input_aliases: list[str],
+                       dtypes: dict[str, str] | None = None) -> tuple[str, dict, bool]:
     """-> (signature_name, {alias: np.ndarray}, row_format).
 
     As in TF Serving's REST API, every input of the signature must be given (SignatureDef
-    defaults apply to gRPC requests only).
+    defaults apply to gRPC requests only). dtypes: alias -> TF dtype name (float, int64,
+    string...) of the signature's inputs, to refuse values of the wrong JSON type with TF
+    Serving's message; without it the servable's dtype conversion decides.
     """
-    if not isinstance(body, dict):
-        raise invalid_argument("JSON Value: request body Is not object")
-    signature_name = body.get("signature_name", "")
-    if not isinstance(signature_name, str):
-        raise invalid_argument("'signature_name' key must be a string value.")
+    signature_name = parse_signature_name(body)
+    dtypes = dtypes or {}
+
+    def to_array(alias, raw):
+        arr = _to_array(alias, raw)
+        check_json_types(alias, raw, arr, dtypes.get(alias))
+        return arr
+
     unknown_keys = sorted(set(body) - {"signature_name", "instances", "inputs"})
     if unknown_keys:
         raise invalid_argument(f"Unexpected key(s) in request: {unknown_keys}")
@@ -138,14 +240,14 @@ def parse_predict_body(body, input_aliases: list[str]) -> tuple[str, dict, bool]
                     raise invalid_argument(
                         f"Failed to process element: {n} of 'instances' list. JSON object: keys "
                         f"must be equal to: {','.join(aliases)}")
-            return signature_name, {k: _to_array(k, [i[k] for i in instances]) for k in aliases}, True
+            return signature_name, {k: to_array(k, [i[k] for i in instances]) for k in aliases}, True
         if any(named):
             raise invalid_argument("Instances must be all named (JSON objects) or all unnamed")
         if len(aliases) != 1:
             raise invalid_argument("instances is a plain list, but expecting list of objects as "
                                    "multiple input tensors required as per tensorinfo_map "
                                    f"({','.join(aliases)})")
-        return signature_name, {aliases[0]: _to_array(aliases[0], instances)}, True
+        return signature_name, {aliases[0]: to_array(aliases[0], instances)}, True
     inputs = body["inputs"]
     if isinstance(inputs, dict) and set(inputs) != {"b64"}:
         for alias in aliases:
@@ -155,11 +257,92 @@ def parse_predict_body(body, input_aliases: list[str]) -> tuple[str, dict, bool]
         if extra:
             raise invalid_argument(f"Unknown named input(s) {extra} in 'inputs' object; the "
                                    f"signature's inputs are {aliases}")
-        return signature_name, {k: _to_array(k, inputs[k]) for k in aliases}, False
+        return signature_name, {k: to_array(k, inputs[k]) for k in aliases}, False
     if len(aliases) != 1:
         raise invalid_argument("inputs is a plain value/list, but expecting an object as multiple "
                                f"input tensors required as per tensorinfo_map ({','.join(aliases)})")
-    return signature_name, {aliases[0]: _to_array(aliases[0], inputs)}, False
+    return signature_name, {aliases[0]: to_array(aliases[0], inputs)}, False
+
+
+def parse_signature_name(body) -> str:
+    """The body's (optional) signature_name; the body must be a JSON object."""
+    if not isinstance(body, dict):
+        raise invalid_argument(f"JSON Value: {json_debug_string(body)} Is not object")
+    signature_name = body.get("signature_name", "")
+    if not isinstance(signature_name, str):
+        raise invalid_argument(f"JSON Value: {json_debug_string(body)} not formatted correctly. "
+                               "'signature_name' key must be a string value.")
+    return signature_name
+
+
+# -- :classify and :regress -----------------------------------------------------------------
+def _feature_kind(v, name: str) -> str:
+    """The tf.train.Feature list a JSON leaf goes to (TF Serving's AddValueToFeature)."""
+    if v is None or isinstance(v, list) or (isinstance(v, dict) and not (set(v) == {"b64"} and isinstance(v["b64"], str))):
+        raise invalid_argument(f"Feature: {name} has element with unexpected JSON type: {json_type_string(v)}")
+    if isinstance(v, bool):
+        return "int64"
+    if isinstance(v, (dict, str)):
+        return "bytes"
+    if isinstance(v, float):
+        return "float"
+    if 2**63 <= v < 2**64:
+        raise invalid_argument(f"Feature: {name} has uint64_t element. Only int64_t is supported.")
+    if not -2**63 <= v < 2**64:
+        return "float"   # beyond 64 bits JSON parsers read a double
+    return "int64"
+
+
+def example_from_json(obj):
+    """One {feature: value or [values]} JSON object -> tf.train.Example."""
+    from tensorflow.core.example import example_pb2
+
+    if not isinstance(obj, dict):
+        raise invalid_argument(f"Example must be JSON object but got JSON {json_type_string(obj)}")
+    example = example_pb2.Example()
+    for name, content in obj.items():
+        feature = example.features.feature[name]
+        kind = None
+        for v in (content if isinstance(content, list) else [content]):
+            k = _feature_kind(v, name)
+            if kind is not None and k != kind:
+                raise invalid_argument(f"Unexpected element type in feature: {name} expecting type: {kind}")
+            kind = k
+            if k == "bytes":
+                feature.bytes_list.value.append(_decode_b64(v) if isinstance(v, dict) else v.encode("utf-8"))
+            elif k == "float":
+                feature.float_list.value.append(float(v))
+            else:
+                feature.int64_list.value.append(int(v))
+    return example
+
+
+def parse_examples_body(body, method: str) -> tuple[str, list[bytes]]:
+    """A :classify or :regress body -> (signature_name, serialized tf.Examples, each with the
+    "context" features first when a context is given, as TF Serving merges them)."""
+    signature_name = parse_signature_name(body)
+    context = b""
+    if "context" in body:
+        context = example_from_json(body["context"]).SerializeToString()
+    if "examples" not in body:
+        raise invalid_argument(f"JSON Value: {json_debug_string(body)} When method is {method}, key "
+                               "'examples' is expected and was not found")
+    examples = body["examples"]
+    if not isinstance(examples, list):
+        raise invalid_argument(f"JSON Value: {json_debug_string(body)} Expecting 'examples' value to be "
+                               "an list/array")
+    if not examples:
+        raise invalid_argument(f"JSON Value: {json_debug_string(body)} 'examples' value is an empty array")
+    return signature_name, [context + example_from_json(e).SerializeToString() for e in examples]
+
+
+def classify_response(classifications: list[list[tuple[str, float]]]) -> dict:
+    return {"results": [[[label, _float32(np.float32(score))] for label, score in row]
+                        for row in classifications]}
+
+
+def regress_response(values: list[float]) -> dict:
+    return {"results": [_float32(np.float32(v)) for v in values]}
 
 
 def _utf8_or_b64(b: bytes):

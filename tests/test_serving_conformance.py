@@ -68,16 +68,18 @@ def test_rest_row_and_columnar_predict(server):
     assert code == 200 and body == {"predictions": [[2.5], [3.5]]}
 
 
-def test_issue_example_1234(server, stubs):
-    """half_plus_two predicts [[1,2],[3,4]] -> [[2.5,3],[3.5,4]] (as a [4,1] batch)."""
-    code, body = rest(server, "POST", "/v1/models/default:predict", {"instances": [[1.0], [2.0], [3.0], [4.0]]})
-    assert np.array(body["predictions"]).reshape(2, 2).tolist() == [[2.5, 3.0], [3.5, 4.0]]
+def test_predict_2x2_batch_as_tf_serving(server, stubs):
+    """half_plus_two predicts [[1,2],[3,4]] -> [[2.5,3],[3.5,4]]: TF Serving's own case
+    (http_rest_api_handler_test.cc, Predict); `x` is [-1, 1] in the signature, and TF Serving
+    does not hold a request to the signature's shape."""
+    code, body = rest(server, "POST", "/v1/models/default:predict", {"instances": [[1.0, 2.0], [3.0, 4.0]]})
+    assert code == 200 and body == {"predictions": [[2.5, 3.0], [3.5, 4.0]]}
     predict, _ = stubs
     req = predict_pb2.PredictRequest()
     req.model_spec.name = "default"
-    req.inputs["x"].CopyFrom(tf.make_tensor_proto(np.array([[1], [2], [3], [4]], np.float32)))
+    req.inputs["x"].CopyFrom(tf.make_tensor_proto(np.array([[1, 2], [3, 4]], np.float32)))
     out = tf.make_ndarray(predict.Predict(req, timeout=30).outputs["y"])
-    assert out.reshape(2, 2).tolist() == [[2.5, 3.0], [3.5, 4.0]]
+    assert out.tolist() == [[2.5, 3.0], [3.5, 4.0]]
 
 
 def test_grpc_predict_versions_and_labels(stubs):
@@ -145,11 +147,11 @@ def test_metadata_equals_tf_serving_json(server, stubs):
     ("POST", "/v1/models/default:predict", {"foo": 1}, 400, "Unexpected key"),
     ("POST", "/v1/models/default:predict", {}, 400, "Missing 'inputs' or 'instances' key"),
     ("POST", "/v1/models/default:predict", {"instances": []}, 400, "No values in 'instances' array"),
-    ("POST", "/v1/models/default:predict", {"instances": [["a"]]}, 400, "must be float"),
-    ("POST", "/v1/models/default:predict", {"instances": [[1.0, 2.0]]}, 400, "has shape [1, 2], the signature expects [?,1]"),
+    ("POST", "/v1/models/default:predict", {"instances": [["a"]]}, 400,
+     'JSON Value: "a" Type: String is not of expected type: float'),
     ("POST", "/v1/models/default:predict", {"inputs": {"y": [[1.0]]}}, 400, "Missing named input: x in 'inputs' object."),
     ("POST", "/v1/models/default:predict", {"instances": [[1.0], [2.0, 3.0]]}, 400, "not a rectangular tensor"),
-    ("POST", "/v1/models/default:regress", {"instances": [[1.0]]}, 501, "not implemented"),
+    ("POST", "/v1/models/default:regress", {"instances": [[1.0]]}, 400, "key 'examples' is expected"),
     ("POST", "/v1/foo", {"instances": [[1.0]]}, 400, "Malformed request: POST /v1/foo"),
     ("GET", "/v1/models/default/versions/abc", None, 400, "Malformed request"),
 ])
