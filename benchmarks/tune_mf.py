@@ -38,7 +38,7 @@ RANKING_GRID = {"embedding_dim": (64, 128), "ials_alpha0": (0.1, 0.2), "ials_reg
                 "hybrid": (False, True)}
 RATING_GRID = {"bayes_dim": (8, 10, 16), "hybrid": (False, True),
                "schedule": ((100, 50, 4), (50, 30, 2))}   # (samples kept, burn-in sweeps, thinning)
-TOLERANCE = 0.005   # mean relative scores this close are a tie (seeds move them about as much): the faster wins
+TOLERANCE = 0.001   # mean relative scores this close are a tie (seeds move them about as much): the faster wins
 SYNTHETIC = dict(users=2000, movies=3000, ratings=150_000, seed=7)
 
 

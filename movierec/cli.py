@@ -25,7 +25,8 @@ import sys
 import time
 
 from movierec.components.ranking_evaluator.eval_config import EvalConfig, Rule
-from movierec.config import CONTENT_PROFILES, ContentConfig, MF_OBJECTIVES, MODEL_NAMES, MFConfig, PipelineConfig
+from movierec.config import (CONTENT_PROFILES, MF_OBJECTIVES, MODEL_NAMES, RANKING_WIDTHS, ContentConfig, MFConfig,
+                             PipelineConfig)
 
 EXIT_DATA_ERROR = 2
 EXIT_PIPELINE_ERROR = 3
@@ -90,7 +91,8 @@ def _add_run_args(p: argparse.ArgumentParser, retrain: bool = False) -> None:
                         "squared error); ials: the ranking half alone (ratings from a bias head); "
                         "bayes: the rating half alone")
     p.add_argument("--embedding-dim", type=int, default=None,
-                   help="width of the ranking factors (default: 128 for ials and ials+bayes, 32 for mse)")
+                   help="width of the ranking factors (default: "
+                        + ", ".join(f"{w} for {o}" for o, w in RANKING_WIDTHS.items()) + ")")
     p.add_argument("--bayes-dim", type=int, default=d.bayes_dim,
                    help="width of the Bayesian rating factors (default: %(default)s)")
     p.add_argument("--ials-alpha0", type=float, default=d.ials_alpha0,

@@ -26,6 +26,7 @@ MF_OBJECTIVES = ("ials+bayes", "mse", "ials", "bayes")   # the first is the defa
 IALS_ALPHA0 = 0.1
 IALS_REG = 0.03
 IALS_FEATURE_REG = 100.0
+RANKING_WIDTHS = {"mse": 32, "ials": 64, "ials+bayes": 64}   # embedding_dim's default per objective
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class MFConfig:
 
     objective "ials" (ranking, `components/mf/ials.py`): `ials_alpha0` weights every
     unobserved (user, movie) pair, `ials_reg` the frequency-scaled L2, `ials_iterations`
-    alternating sweeps. embedding_dim None: 32 for mse, 128 for ials (and ials+bayes).
+    alternating sweeps. embedding_dim None: RANKING_WIDTHS[objective].
 
     objective "bayes" (the rating model, `components/mf/bayes.py`): Bayesian biased MF by
     Gibbs sampling of width `bayes_dim` with SVD++-style implicit features
@@ -83,7 +84,7 @@ class MFConfig:
     def __post_init__(self) -> None:
         _check(self.objective in MF_OBJECTIVES, "mf.objective", self.objective, " or ".join(map(repr, MF_OBJECTIVES)))
         if self.embedding_dim is None:   # the width of the factors the objective ranks with
-            width = {"ials": 128, "ials+bayes": 128, "bayes": self.bayes_dim}.get(self.objective, 32)
+            width = RANKING_WIDTHS.get(self.objective, self.bayes_dim)
             object.__setattr__(self, "embedding_dim", width)
         _check(self.objective != "bayes" or self.embedding_dim == self.bayes_dim, "mf.embedding_dim",
                self.embedding_dim, f"the Bayesian model's width is bayes_dim ({self.bayes_dim}); set that")

@@ -74,6 +74,6 @@ def test_mse_model_is_unchanged_by_the_switches():
 
 
 def test_defaults_follow_the_objective():
-    assert MFConfig(objective="mse").embedding_dim == 32 and MFConfig(objective="ials").embedding_dim == 128
-    assert MFConfig().embedding_dim == 128   # ials+bayes: the ranking half's width
+    assert MFConfig(objective="mse").embedding_dim == 32 and MFConfig(objective="ials").embedding_dim == 64
+    assert MFConfig().embedding_dim == 64   # ials+bayes: the ranking half's width
     assert MFConfig(objective="ials", embedding_dim=16).embedding_dim == 16
