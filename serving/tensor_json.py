@@ -32,7 +32,7 @@ import math
 
 import numpy as np
 
-from movierec.serving.errors import invalid_argument
+from movierec.serving.errors import ServingError, invalid_argument
 
 MAX_NESTING = 32
 MAX_DEBUG_CHARS = 256     # JSON quoted in an error message, as TF Serving cuts it
@@ -212,8 +212,13 @@ def parse_predict_body(body, input_aliases: list[str],
     signature_name = parse_signature_name(body)
     dtypes = dtypes or {}
 
-    def to_array(alias, raw):
-        arr = _to_array(alias, raw)
+    def to_array(alias, raw, rows=False):
+        try:
+            arr = _to_array(alias, raw)
+        except ServingError as e:
+            if rows and "rectangular" in e.message:
+                _instances_shape_error(raw)
+            raise
         check_json_types(alias, raw, arr, dtypes.get(alias))
         return arr
 
@@ -240,14 +245,14 @@ def parse_predict_body(body, input_aliases: list[str],
                     raise invalid_argument(
                         f"Failed to process element: {n} of 'instances' list. JSON object: keys "
                         f"must be equal to: {','.join(aliases)}")
-            return signature_name, {k: to_array(k, [i[k] for i in instances]) for k in aliases}, True
+            return signature_name, {k: to_array(k, [i[k] for i in instances], True) for k in aliases}, True
         if any(named):
             raise invalid_argument("Instances must be all named (JSON objects) or all unnamed")
         if len(aliases) != 1:
             raise invalid_argument("instances is a plain list, but expecting list of objects as "
                                    "multiple input tensors required as per tensorinfo_map "
                                    f"({','.join(aliases)})")
-        return signature_name, {aliases[0]: to_array(aliases[0], instances)}, True
+        return signature_name, {aliases[0]: to_array(aliases[0], instances, True)}, True
     inputs = body["inputs"]
     if isinstance(inputs, dict) and set(inputs) != {"b64"}:
         for alias in aliases:
@@ -262,6 +267,37 @@ def parse_predict_body(body, input_aliases: list[str],
         raise invalid_argument("inputs is a plain value/list, but expecting an object as multiple "
                                f"input tensors required as per tensorinfo_map ({','.join(aliases)})")
     return signature_name, {aliases[0]: to_array(aliases[0], inputs)}, False
+
+
+def _dense_shape(value, depth: int = 0) -> list[int]:
+    """The shape a JSON value claims, read along its first elements (TF Serving's
+    GetDenseTensorShape)."""
+    shape = []
+    while isinstance(value, list) and depth <= MAX_NESTING:
+        shape.append(len(value))
+        value = value[0] if value else None
+        depth += 1
+    return shape
+
+
+def _leaf_count(value, depth: int = 0) -> int:
+    if isinstance(value, list) and depth <= MAX_NESTING:
+        return sum(_leaf_count(v, depth + 1) for v in value)
+    return 1
+
+
+def _instances_shape_error(instances: list) -> None:
+    """Raises TF Serving's message for instances of different sizes or shapes ("Expecting
+    tensor size: 2 but got: 3", "Expecting shape [2] but got: [1,2]"); returns when it
+    finds no such pair."""
+    first_shape, first_size = _dense_shape(instances[0]), _leaf_count(instances[0])
+    for item in instances[1:]:
+        size, shape = _leaf_count(item), _dense_shape(item)
+        if size != first_size:
+            raise invalid_argument(f"Expecting tensor size: {first_size} but got: {size}")
+        if shape != first_shape:
+            raise invalid_argument(f"Expecting shape [{','.join(map(str, first_shape))}] but got: "
+                                   f"[{','.join(map(str, shape))}]")
 
 
 def parse_signature_name(body) -> str:

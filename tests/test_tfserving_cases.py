@@ -652,3 +652,33 @@ def test_handler_get_model_metadata(server):
         expected = json.load(f)
     assert code == 200 and content_type == "application/json"
     assert body == expected
+
+
+# == json_tensor_test.cc (REST JSON on half_plus_two's DT_FLOAT input) ============================
+def test_mixed_input_for_float_tensor(server):
+    """json_tensor_test.cc: MixedInputForFloatTensor (integers and decimals together are
+    accepted for a DT_FLOAT input); half_plus_two's answers are 0.5 x + 2 in float32."""
+    code, body, _ = call_rest(server.rest_port, "/v1/models/default:predict",
+                              {"instances": [1, 2.0, 3, 4, 5.003, 0.007, 0.0]})
+    assert code == 200
+    assert body == {"predictions": [2.5, 3.0, 3.5, 4.0, 4.5015, 2.0035, 2.0]}
+
+
+@pytest.mark.parametrize("req,message", [
+    ({"signature_name": 5, "instances": [[1, 2], [3, 4], [5, 6, 7]]}, "must be a string value"),
+    ({"instances": [[1, 2], [3, 4], [5, 6, 7]], "inputs": [[1, 2], [3, 4], [5, 6, 7]]}, "Not formatted correctly"),
+    ({"instances": [[1, 2], [3, 4], [5, 6, 7]]}, "Expecting tensor size"),
+    ({"instances": [[1, 2], [3, 4], [[5, 6]]]}, "Expecting shape"),
+    ({"instances": [1, [1]]}, "Expecting shape"),
+    ({"instances": [[1, 2], ["a", "b"]]}, "not of expected type"),
+])
+def test_single_unnamed_tensor_errors(server, req, message):
+    """json_tensor_test.cc: SingleUnnamedTensorErrors (InvalidArgument: HTTP 400)."""
+    code, body, _ = call_rest(server.rest_port, "/v1/models/default:predict", req)
+    assert code == 400 and message in body["error"]
+
+
+def test_single_unnamed_tensor_errors_empty_document(server):
+    """json_tensor_test.cc: SingleUnnamedTensorErrors (an empty body: "document is empty")."""
+    code, body, _ = call_rest(server.rest_port, "/v1/models/default:predict", raw=b"")
+    assert code == 400 and "document is empty" in body["error"]
