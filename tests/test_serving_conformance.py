@@ -150,7 +150,7 @@ def test_metadata_equals_tf_serving_json(server, stubs):
     ("POST", "/v1/models/default:predict", {"instances": [["a"]]}, 400,
      'JSON Value: "a" Type: String is not of expected type: float'),
     ("POST", "/v1/models/default:predict", {"inputs": {"y": [[1.0]]}}, 400, "Missing named input: x in 'inputs' object."),
-    ("POST", "/v1/models/default:predict", {"instances": [[1.0], [2.0, 3.0]]}, 400, "not a rectangular tensor"),
+    ("POST", "/v1/models/default:predict", {"instances": [[1.0], [2.0, 3.0]]}, 400, "Expecting tensor size: 1 but got: 2"),
     ("POST", "/v1/models/default:regress", {"instances": [[1.0]]}, 400, "key 'examples' is expected"),
     ("POST", "/v1/foo", {"instances": [[1.0]]}, 400, "Malformed request: POST /v1/foo"),
     ("GET", "/v1/models/default/versions/abc", None, 400, "Malformed request"),
