@@ -69,7 +69,7 @@ class MFConfig:
     ials_iterations: int = 10
     ials_feature_reg: float = IALS_FEATURE_REG
     hybrid: bool = True
-    bayes_dim: int = 10
+    bayes_dim: int = 16
     bayes_samples: int = 100
     bayes_burn_in: int = 50
     bayes_thin: int = 4

@@ -48,4 +48,4 @@ def test_mf_objective_settings_name_the_field(kwargs, name):
 
 
 def test_bayes_defaults():
-    assert MFConfig(objective="bayes").embedding_dim == 10
+    assert MFConfig(objective="bayes").embedding_dim == MFConfig().bayes_dim == 16
