@@ -79,7 +79,7 @@ class ModelServer:
         grpc_sock, rest_sock = self._sockets
         self._grpc = await start_grpc_server(self.core, grpc_sock, self.balance)
         self.grpc_port = self._grpc.port
-        self._rest = await start_rest_server(self.core, rest_sock, self.balance)
+        self._rest = await start_rest_server(self.core, rest_sock)
         self.rest_port = self._rest.port
         if self.core.metrics_share is not None:
             self._publish_metrics()

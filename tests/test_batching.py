@@ -71,12 +71,13 @@ class RefusingServable(CountingServable):
 
 
 def test_a_bad_request_does_not_fail_its_batch_neighbours():
-    """A request that cannot join the batch (another shape) and one that joins it but
-    breaks the merged call (a refused value): each fails alone, its neighbours are answered."""
+    """A request that cannot join the batch (another shape: answered on its own, shapes are
+    not enforced, as in TF Serving) and one that joins it but breaks the merged call (a
+    refused value, failing alone): its neighbours are answered."""
     core, executor = loop_core(batching=BatchingOptions(max_batch_rows=256, timeout_micros=0))
     servable = RefusingServable(core.manager.servable("half", None, None))
     inputs = {"good": np.array([[2.0]], np.float32),
-              "bad": np.array([[1.0, 2.0]], np.float32),    # wrong shape: a group of its own
+              "other shape": np.array([[1.0, 2.0]], np.float32),    # a group of its own
               "also good": np.array([[4.0]], np.float32),
               "bad value": np.array([[13.0]], np.float32)}  # fails the merged call
     try:
@@ -85,7 +86,7 @@ def test_a_bad_request_does_not_fail_its_batch_neighbours():
         executor.shutdown()
     outcome = {name: r.code.name if isinstance(r, ServingError) else r["y"].tolist()
                for name, r in zip(inputs, results)}
-    assert outcome == {"good": [[3.0]], "bad": "INVALID_ARGUMENT", "also good": [[4.0]],
+    assert outcome == {"good": [[3.0]], "other shape": [[2.5, 3.0]], "also good": [[4.0]],
                        "bad value": "INVALID_ARGUMENT"}
     # the merged call of the three same-shape requests failed, then each ran alone
     assert servable.rows[:1] == [3] and sorted(servable.rows[1:]) == [1, 1, 1, 1]
