@@ -7,25 +7,51 @@ Pieces, each usable alone:
   model masks every rating it was given (train + eval), an offline evaluation model masks
   the train split only.
 * `masked_top_k(scores, mask_rows, mask_cols, k)`: scores [B, N] -> masked entries set to
-  -inf -> top-k -> indices [B, k], scores [B, k], valid [B, k]. When fewer than k movies are
-  left the result is padded (index -1, score 0, valid False): a rated movie is never used
-  to fill the list.
+  -inf -> top-k -> indices [B, K], scores [B, K], valid [B, K]. `k` is one width for every
+  row (K = k) or one per row (int32 [B], K = max(k)): positions >= a row's k are padding.
+  When fewer movies are left than asked for, the result is padded too (index -1, score 0,
+  valid False): a rated movie is never used to fill the list.
 * `RecommenderModule`: a tf.Module base class that turns a model's `score_users(user_idx)`
-  ([B] -> [B, N]) into the `serving_default` signature of the serving contract:
+  ([B] -> [B, N]) into the two signatures of the serving contract. Every input of both
+  has the batch dimension B first, so TF Serving's `--enable_batching` can concatenate
+  concurrent requests along it and split the outputs back:
 
+  serving_default   the call a user writes: `{"instances": [{"user_id": "13"}]}`
       user_id            string [B]
-      k                  int32 scalar, default 10 (1..max_k)
-      exclude_movie_ids  string [B, E] or [0, 0] (default: nothing more excluded); "" pads
-    -> movie_ids   string  [B, k]  ("" where padded)
-       titles      string  [B, k]  ("" where padded)
-       genres      string  [B, k]  (genre names joined by "|"; "" where padded)
-       scores      float32 [B, k]  (0 where padded)
-       valid       bool    [B, k]  (False where padded)
+    -> the top DEFAULT_K (10, or max_k when smaller) unseen movies, outputs below with K = 10
+
+  recommend         the same with a per-row list length and per-row exclusions
+      user_id            string [B]
+      k                  int32  [B]     per row, 1..max_k
+      exclude_movie_ids  string [B, E]  movies not to return for that row; "" pads
+    -> outputs below with K = max(k): row b's positions >= k[b] are padding
+
+  outputs (both signatures)
+       movie_ids   string  [B, K]  ("" where padded)
+       titles      string  [B, K]  ("" where padded)
+       genres      string  [B, K]  (genre names joined by "|"; "" where padded)
+       scores      float32 [B, K]  (0 where padded)
+       valid       bool    [B, K]  (False where padded)
        user_known  bool    [B]     (False: unknown user, served the popularity fallback)
 
   An unknown user is served by popularity (training rating counts), with only
-  `exclude_movie_ids` masked. Defaults are recorded in the SignatureDef (`defaults`), which
-  TF Serving honours when an input is left out.
+  `exclude_movie_ids` masked.
+
+Why two signatures and no SignatureDef defaults: TF Serving's REST API needs every input
+of the signature in each request (row format: each instance's keys must equal the
+signature's inputs; columnar: "Missing named input"), whatever defaults the SignatureDef
+records; and TF Serving's batching session concatenates every fed tensor along dimension
+0, which a scalar `k` or a [0, 0] default cannot take ("input tensors must have at least
+one dimension" / "must have equal 0th-dimension size"). So `serving_default` has exactly
+one input, and `recommend` has three, all required, all [B, ...].
+
+Under batching, what a request gets back is its own rows of the merged call: the same
+movies, scores and `valid` flags as alone (rows are computed independently), with K the
+largest k of the merged requests, the extra positions padding (read `valid`). With
+`pad_variable_length_inputs`, TF Serving widens a request's `exclude_movie_ids` to the
+merged E with the request's first element: rows that begin with "" (the Python client
+sends them so) make that padding exclude nothing; an [B, 0] tensor cannot be merged with
+non-empty ones, send [[""], ...] for "no exclusions".
 """
 from __future__ import annotations
 
@@ -90,13 +116,17 @@ def masked_top_k(scores: tf.Tensor, mask_rows: tf.Tensor, mask_cols: tf.Tensor,
                  k: tf.Tensor, max_k: int | None = None) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """Top-k of `scores` [B, N] after setting (mask_rows[i], mask_cols[i]) to -inf.
 
-    Returns indices int64 [B, k] (-1 where padded), scores float32 [B, k] (0 where padded)
-    and valid bool [B, k]. Entries equal in score keep their lower index first. max_k: the
-    largest k the caller allows; when it is known to be <= N, k > N cannot happen and the
-    graph has no padding step.
+    k: int32 scalar (K = k for every row) or int32 [B] (K = max(k), 0 when B = 0; row b's
+    positions >= k[b] are padding). Returns indices int64 [B, K] (-1 where padded), scores
+    float32 [B, K] (0 where padded) and valid bool [B, K]. Entries equal in score keep
+    their lower index first. max_k: the largest k the caller allows; when it is known to be
+    <= N, k > N cannot happen and the graph has no padding step.
     """
     scores = tf.convert_to_tensor(scores, tf.float32)
     k = tf.cast(k, tf.int32)
+    row_k = k if k.shape.rank == 1 else None
+    if row_k is not None:
+        k = tf.reduce_max(tf.concat([row_k, [0]], 0))
     mask_rows = tf.cast(mask_rows, tf.int64)
     idx = tf.stack([mask_rows, tf.cast(mask_cols, tf.int64)], axis=1)
     masked = tf.tensor_scatter_nd_update(scores, idx, tf.fill(tf.shape(mask_rows), NEG_INF))
@@ -110,6 +140,8 @@ def masked_top_k(scores: tf.Tensor, mask_rows: tf.Tensor, mask_cols: tf.Tensor,
         top_scores = tf.pad(top_scores, [[0, 0], [0, pad]], constant_values=NEG_INF)
         top_idx = tf.pad(top_idx, [[0, 0], [0, pad]], constant_values=-1)
     valid = top_scores > NEG_INF
+    if row_k is not None:
+        valid = tf.logical_and(valid, tf.range(k)[tf.newaxis, :] < row_k[:, tf.newaxis])
     top_idx = tf.where(valid, tf.cast(top_idx, tf.int64), tf.constant(-1, tf.int64))
     top_scores = tf.where(valid, top_scores, tf.zeros_like(top_scores))
     return top_idx, top_scores, valid
@@ -168,28 +200,51 @@ class RecommenderModule(tf.Module):
         return tf.where(known, idx, tf.cast(self.num_movies, tf.int64)), known
 
     # -- the serving contract -----------------------------------------------------------
-    def check_k(self, k: tf.Tensor) -> list:
-        # one Assert node: tf.debugging.assert_* add a dozen nodes each to every call
-        return [tf.debugging.Assert(tf.logical_and(k >= 1, k <= self.max_k),
-                                    [f"k must be >= 1 and <= {self.max_k}, got", k])]
+    @property
+    def default_k(self) -> int:
+        """The list length of `serving_default`: DEFAULT_K, or max_k when smaller."""
+        return min(DEFAULT_K, self.max_k)
 
-    def recommend(self, user_id: tf.Tensor, k: tf.Tensor, exclude_movie_ids: tf.Tensor) -> dict:
-        k = tf.cast(k, tf.int32)
-        checks = self.check_k(k) + [
-            tf.debugging.Assert(
-                tf.logical_or(tf.equal(tf.shape(exclude_movie_ids)[0], 0),
-                              tf.equal(tf.shape(exclude_movie_ids)[0], tf.shape(user_id)[0])),
-                ["exclude_movie_ids must have one row per user_id (or be empty); rows:",
-                 tf.shape(exclude_movie_ids)[0], "users:", tf.shape(user_id)[0]]),
+    def check_k(self, k: tf.Tensor, user_id: tf.Tensor) -> list:
+        """Asserts k int32 [B] has one value per user_id and each is in 1..max_k; the
+        message names the values out of range."""
+        # one Assert node per rule: tf.debugging.assert_* add a dozen nodes each to every call
+        bad = tf.logical_or(k < 1, k > self.max_k)
+        return [
+            tf.debugging.Assert(tf.equal(tf.size(k), tf.size(user_id)),
+                                ["k must have one value per user_id (shape [B]); k has", tf.size(k),
+                                 "values, user_id", tf.size(user_id)]),
+            tf.debugging.Assert(tf.logical_not(tf.reduce_any(bad)),
+                                [f"k must be >= 1 and <= {self.max_k}, got", tf.boolean_mask(k, bad)],
+                                summarize=10),
         ]
+
+    def recommend(self, user_id: tf.Tensor, k: tf.Tensor | None = None,
+                  exclude_movie_ids: tf.Tensor | None = None) -> dict:
+        """user_id string [B]; k int32 [B] (None: `default_k` for every row, no per-row
+        padding); exclude_movie_ids string [B, E] (None: nothing more excluded)."""
+        checks = []
+        if k is not None:
+            k = tf.cast(k, tf.int32)
+            checks += self.check_k(k, user_id)
+        if exclude_movie_ids is not None:
+            checks.append(tf.debugging.Assert(
+                tf.equal(tf.shape(exclude_movie_ids)[0], tf.shape(user_id)[0]),
+                ["exclude_movie_ids must have one row per user_id (shape [B, E]); rows:",
+                 tf.shape(exclude_movie_ids)[0], "users:", tf.shape(user_id)[0]]))
         with tf.control_dependencies(checks):
             user_idx, known = self.lookup_users(user_id)
         safe_idx = tf.where(known, user_idx, tf.zeros_like(user_idx))
         model_scores = self.score_users(safe_idx)
         scores = tf.where(known[:, tf.newaxis], model_scores, self.popularity[tf.newaxis, :])   # broadcasts
-        ex_idx = self.movie_table.lookup(exclude_movie_ids)  # [B, E] or [0, 0]; unknown/"" -> -1
-        ex_pos = tf.where(ex_idx >= 0)
-        return self.top_k_response(scores, user_idx, known, k, ex_pos[:, 0], tf.gather_nd(ex_idx, ex_pos))
+        if exclude_movie_ids is None:
+            ex_rows = ex_cols = tf.zeros([0], tf.int64)
+        else:
+            ex_idx = self.movie_table.lookup(exclude_movie_ids)  # [B, E]; unknown/"" -> -1
+            ex_pos = tf.where(ex_idx >= 0)
+            ex_rows, ex_cols = ex_pos[:, 0], tf.gather_nd(ex_idx, ex_pos)
+        return self.top_k_response(scores, user_idx, known, self.default_k if k is None else k,
+                                   ex_rows, ex_cols)
 
     def top_k_response(self, scores, user_idx, known, k, extra_rows, extra_cols,
                        movie_ids=None, titles=None, genres=None) -> dict:
@@ -214,19 +269,23 @@ class RecommenderModule(tf.Module):
             "user_known": known,
         }
 
-    def serving_default_fn(self):
-        """The `serving_default` tf.function (inputs with defaults, see module doc)."""
+    def contract_signatures(self) -> dict:
+        """{"serving_default": user_id [B] -> top default_k, "recommend": user_id [B], k [B],
+        exclude_movie_ids [B, E] -> top max(k)}: the contract of the module docstring."""
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id")])
+        def serving_default(user_id):
+            return self.recommend(user_id)
 
         @tf.function(input_signature=[
             tf.TensorSpec([None], tf.string, name="user_id"),
-            tf.TensorSpec([], tf.int32, name="k"),
+            tf.TensorSpec([None], tf.int32, name="k"),
             tf.TensorSpec([None, None], tf.string, name="exclude_movie_ids"),
         ])
-        def serving_default(user_id, k=tf.constant(DEFAULT_K, tf.int32),
-                            exclude_movie_ids=tf.zeros([0, 0], tf.string)):
+        def recommend(user_id, k, exclude_movie_ids):
             return self.recommend(user_id, k, exclude_movie_ids)
 
-        return serving_default
+        return {"serving_default": serving_default, "recommend": recommend}
 
 
 METADATA_FILE = os.path.join("assets.extra", "movierec.json")
@@ -246,14 +305,22 @@ def finish_export(export_dir: str, model_name: str, user_vocab_path: str, max_k:
     return export_dir
 
 
+def contract_warmup_requests(first_user: str, max_k: int) -> list[dict]:
+    """Warmup requests of both contract signatures, for a known user and an unknown one
+    (""): the shapes of the calls users make (exclusion rows begin with "")."""
+    users = np.array([first_user, ""], dtype=object)
+    return [
+        {"__signature__": "serving_default", "user_id": users},
+        {"__signature__": "recommend", "user_id": users,
+         "k": np.full(2, min(DEFAULT_K, max_k), np.int32),
+         "exclude_movie_ids": np.array([[""], [""]], dtype=object)},
+    ]
+
+
 def write_contract_warmup(export_dir: str, model_name: str, first_user: str, max_k: int,
                           extra_requests: list[dict] = ()) -> str:
-    """assets.extra warmup: serving_default for a known and an unknown user, plus extras."""
+    """assets.extra warmup: `contract_warmup_requests`, then the model's extra requests."""
     from movierec.serving.warmup import write_predict_warmup  # noqa: PLC0415
 
-    users = np.array([first_user, ""], dtype=object)
-    return write_predict_warmup(export_dir, model_name, [
-        {"user_id": users, "k": np.int32(min(DEFAULT_K, max_k)),
-         "exclude_movie_ids": np.array([[""], [""]], dtype=object)},
-        *extra_requests,
-    ])
+    return write_predict_warmup(export_dir, model_name,
+                                [*contract_warmup_requests(first_user, max_k), *extra_requests])

@@ -209,7 +209,8 @@ def _build_parser() -> argparse.ArgumentParser:
 
     rc = sub.add_parser("recommend", help="top-k recommendations from a running server")
     rc.add_argument("--user", action="append", required=True, help="user id (repeat for several)")
-    rc.add_argument("-k", type=int, default=10)
+    rc.add_argument("-k", type=int, default=None,
+                    help="list length (default: the model's serving_default list, 10)")
     rc.add_argument("--model", default="mf", help="model name (default: %(default)s)")
     rc.add_argument("--exclude", action="append", default=[], help="movie id to exclude (repeatable)")
     proto = rc.add_mutually_exclusive_group()
@@ -549,6 +550,7 @@ def _cmd_recommend(args) -> int:
         client = RestClient(args.host, args.port or 8501)
     else:
         client = GrpcClient(args.host, args.port or 8500)
+    # without -k and --exclude: serving_default with user_id alone; else the `recommend` signature
     exclude = [list(args.exclude) for _ in args.user] if args.exclude else None
     try:
         rows = client.recommend(args.user, k=args.k, model=args.model, exclude=exclude)

@@ -27,15 +27,16 @@ def pushed_model_info(base_path: str) -> tuple[str, dict] | None:
 
 
 def example_recommendations(model_dir: str, n_users: int = EXAMPLE_USERS, k: int = EXAMPLE_K) -> list[tuple[str, list[tuple[str, str, float]]]]:
-    """Calls the pushed model's serving_default in process for its `n_users` most active users."""
+    """Calls the pushed model's `recommend` signature (top k, k [B] per row) in process for
+    its `n_users` most active users."""
     import tensorflow as tf  # noqa: PLC0415
 
     with open(os.path.join(model_dir, "assets", "user_id"), encoding="utf-8") as f:
         users = [line.rstrip("\n") for _, line in zip(range(n_users), f)]
     model = tf.saved_model.load(model_dir)
-    out = model.signatures["serving_default"](
-        user_id=tf.constant(users), k=tf.constant(k, tf.int32),
-        exclude_movie_ids=tf.zeros([0, 0], tf.string))
+    out = model.signatures["recommend"](
+        user_id=tf.constant(users), k=tf.fill([len(users)], tf.constant(k, tf.int32)),
+        exclude_movie_ids=tf.fill([len(users), 1], ""))
     rows = []
     for i, user in enumerate(users):
         recs = []
@@ -131,7 +132,7 @@ def render(config: PipelineConfig, timings: list[ComponentTiming], total_seconds
         elif meta:
             lines.append(f"  {meta['num_users']} user genre profiles from {meta['train_examples']} ratings "
                          f"in {meta['fit_seconds']:.2f} s")
-        lines.append("  example recommendations (serving_default, rated movies masked):")
+        lines.append("  example recommendations (recommend signature, rated movies masked):")
         for user, recs in example_recommendations(folder):
             lines.append(f"    user {user}:")
             for title, genres, score in recs:

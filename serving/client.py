@@ -1,7 +1,12 @@
 """Clients of the serving contract over TF Serving's gRPC and REST APIs.
 
-They work unchanged against `movierec serve` and the real `tensorflow_model_server`
-(every input is sent explicitly: TF Serving's REST API applies no signature defaults).
+They work unchanged against `movierec serve` and the real `tensorflow_model_server`.
+`recommend` without k and exclusions calls `serving_default` with `user_id` alone (the top
+10); with either it calls the `recommend` signature with every input explicit and
+batch-dimensioned (TF Serving's REST API applies no signature defaults): k [B] and
+exclude_movie_ids [B, E], each row beginning with "" so that TF Serving's batching pads it
+with nothing (see `movierec.components.recommend`). Rows keep only `valid` positions, so a
+list is never longer than its k, whatever width a batched answer has.
 """
 from __future__ import annotations
 
@@ -29,13 +34,23 @@ class ClientError(RuntimeError):
         self.code, self.message = code, message
 
 
-def _exclude_matrix(user_ids: list[str], exclude: list[list[str]] | None) -> list[list[str]]:
-    if exclude is None:
-        return [[""] for _ in user_ids]
-    if len(exclude) != len(user_ids):
+DEFAULT_K = 10   # what serving_default returns
+
+
+def contract_call(user_ids: list[str], k: int | None, exclude: list[list[str]] | None) -> tuple[str, dict]:
+    """(signature name, inputs as lists): serving_default with user_id alone when neither k
+    nor exclude is given, else `recommend` with k [B] and exclude_movie_ids [B, 1 + E]
+    ("" first, "" pads)."""
+    if exclude is not None and len(exclude) != len(user_ids):
         raise ValueError(f"exclude has {len(exclude)} rows for {len(user_ids)} users")
-    width = max(1, max(len(row) for row in exclude))
-    return [list(row) + [""] * (width - len(row)) for row in exclude]
+    if k is None and exclude is None:
+        return "serving_default", {"user_id": list(user_ids)}
+    rows = exclude if exclude is not None else [[] for _ in user_ids]
+    width = max((len(row) for row in rows), default=0)
+    return "recommend", {
+        "user_id": list(user_ids),
+        "k": [DEFAULT_K if k is None else int(k)] * len(user_ids),
+        "exclude_movie_ids": [[""] + list(row) + [""] * (width - len(row)) for row in rows]}
 
 
 def _rows(outputs: dict, n_users: int) -> list[list[Recommendation]]:
@@ -79,11 +94,11 @@ class RestClient:
     def status(self, model: str) -> dict:
         return self._call("GET", f"/v1/models/{model}")
 
-    def recommend(self, user_ids: list[str], k: int = 10, model: str = "mf",
+    def recommend(self, user_ids: list[str], k: int | None = None, model: str = "mf",
                   exclude: list[list[str]] | None = None, version: int | None = None) -> list[list[Recommendation]]:
-        out = self.predict(model, {"user_id": list(user_ids), "k": k,
-                                   "exclude_movie_ids": _exclude_matrix(user_ids, exclude)}, version=version)
-        return _rows(out, len(user_ids))
+        """Top k (None: serving_default's 10) per user, minus their `exclude` row."""
+        signature, inputs = contract_call(user_ids, k, exclude)
+        return _rows(self.predict(model, inputs, signature, version), len(user_ids))
 
 
 def predict_request(model: str, tensors: dict, signature_name: str = "", version: int | None = None):
@@ -128,10 +143,9 @@ class GrpcClient:
             out[alias] = np.vectorize(lambda b: b.decode("utf-8"), otypes=[object])(arr) if arr.dtype == object else arr
         return out
 
-    def recommend(self, user_ids: list[str], k: int = 10, model: str = "mf",
+    def recommend(self, user_ids: list[str], k: int | None = None, model: str = "mf",
                   exclude: list[list[str]] | None = None, version: int | None = None) -> list[list[Recommendation]]:
-        out = self.predict(model, {"user_id": np.array(user_ids, dtype=object),
-                                   "k": np.int32(k),
-                                   "exclude_movie_ids": np.array(_exclude_matrix(user_ids, exclude), dtype=object)},
-                           version=version)
-        return _rows(out, len(user_ids))
+        """Top k (None: serving_default's 10) per user, minus their `exclude` row."""
+        signature, inputs = contract_call(user_ids, k, exclude)
+        arrays = {alias: np.array(v, dtype=np.int32 if alias == "k" else object) for alias, v in inputs.items()}
+        return _rows(self.predict(model, arrays, signature, version), len(user_ids))

@@ -68,8 +68,8 @@ def seed_model(tmp_path_factory):
 
 
 def top(model, users, k=2):
-    out = model.signatures["serving_default"](user_id=tf.constant(users), k=tf.constant(k),
-                                              exclude_movie_ids=tf.zeros([0, 0], tf.string))
+    out = model.signatures["recommend"](user_id=tf.constant(users), k=tf.constant([k] * len(users)),
+                                        exclude_movie_ids=tf.constant([[""]] * len(users)))
     return out["movie_ids"].numpy().astype(str).tolist(), out
 
 
@@ -89,6 +89,16 @@ def test_top2_unseen_movies_by_hand(seed_model):
         assert not any(RATINGS[user, MOVIES.index(m)] > 0 for m in row)
 
 
+def test_serving_default_needs_only_user_id(seed_model):
+    _, model = seed_model
+    out = model.signatures["serving_default"](user_id=tf.constant(["Juan"]))
+    ids = out["movie_ids"].numpy().astype(str).tolist()[0]
+    # width min(10, max_k = 6); Juan's three unseen movies as in the top-2 case, then padding
+    assert ids == ["The Incredibles", "Memento", "Bleu", "", "", ""]
+    np.testing.assert_allclose(out["scores"].numpy()[0], [0.65, 0.35, 0.1, 0, 0, 0], rtol=1e-6)
+    assert out["valid"].numpy().tolist() == [[True] * 3 + [False] * 3]
+
+
 def test_user_profile_signature_is_the_articles_explanation(seed_model):
     _, model = seed_model
     out = model.signatures["user_profile"](user_id=tf.constant(["Juan", "stranger"]))
@@ -102,7 +112,7 @@ def test_user_profile_signature_is_the_articles_explanation(seed_model):
 def cold(model, users, rated=None, ratings=None, new_ids=(), new_titles=(), new_genres=None, k=3):
     n = len(new_ids)
     return model.signatures["recommend_cold_start"](
-        user_id=tf.constant(users), k=tf.constant(k),
+        user_id=tf.constant(users), k=tf.constant([k] * len(users)),
         rated_movie_ids=tf.constant(rated if rated is not None else np.zeros((0, 0), object), tf.string),
         ratings=tf.constant(ratings if ratings is not None else np.zeros((0, 0)), tf.float32),
         new_movie_ids=tf.constant(list(new_ids), tf.string, shape=[n]),
@@ -162,7 +172,8 @@ def test_no_genre_user_and_no_genre_movie(tmp_path):
     np.testing.assert_allclose(out["scores"].numpy()[0], [1.0, 0.5])
     assert ids[1] == ["a", "c"]                      # fan likes X only (b rated): a and c score 0, lower index first
     np.testing.assert_allclose(out["scores"].numpy()[1], [0.0, 0.0])
-    assert check_servable(out_dir)["signatures"] == ["recommend_cold_start", "serving_default", "user_profile"]
+    assert check_servable(out_dir)["signatures"] == ["recommend", "recommend_cold_start", "serving_default",
+                                                  "user_profile"]
 
 
 def test_profiles_scale_without_dense_matrix():
@@ -248,8 +259,8 @@ def test_decades_come_from_titles_and_score_new_movies(tmp_path):
     assert out["movie_ids"].numpy().astype(str).tolist() == [["n", "b", "q", "old", "c", "m"]]
     np.testing.assert_allclose(out["scores"].numpy()[0], np.log([25 / 16, 5 / 4, 5 / 4, 5 / 4, 5 / 8, 5 / 8]),
                                atol=1e-6)
-    assert check_servable(str(tmp_path / "e"))["signatures"] == ["recommend_cold_start", "serving_default",
-                                                                  "user_profile"]
+    assert check_servable(str(tmp_path / "e"))["signatures"] == [
+        "recommend", "recommend_cold_start", "serving_default", "user_profile"]
 
 
 def test_settings_are_checked_by_name():

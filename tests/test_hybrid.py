@@ -116,8 +116,8 @@ def test_warm_start_moves_genre_rows_by_name(tmp_path):
     out, catalog = _export(old, users, movies, ["Drama", "Comedy"], tmp_path)
     loaded = tf.saved_model.load(out)   # the served scores include the genre part
     expected = old.score_all_movies(tf.constant([0], tf.int64)).numpy()[0]
-    got = loaded.signatures["serving_default"](user_id=tf.constant(["u1"]), k=tf.constant(2),
-                                               exclude_movie_ids=tf.constant([[""]]))
+    got = loaded.signatures["recommend"](user_id=tf.constant(["u1"]), k=tf.constant([2]),
+                                         exclude_movie_ids=tf.constant([[""]]))
     assert sorted(got["scores"].numpy()[0][got["valid"].numpy()[0]].tolist()) == pytest.approx(
         sorted(expected[1:].tolist()), rel=1e-5)   # m1 is rated (masked)
 

@@ -68,11 +68,11 @@ def test_pushed_model_serves_both_signatures(first_run, data_dir):
     _, out = first_run
     base = os.path.join(out, "serving", "mf")
     model_dir = versions.version_dir(base, versions.latest_version(base))
-    assert check_servable(model_dir)["signatures"] == ["predict_rating", "serving_default"]
+    assert check_servable(model_dir)["signatures"] == ["predict_rating", "recommend", "serving_default"]
     model = tf.saved_model.load(model_dir)
     users = ["1", "2", "no-such-user"]
-    rec = model.signatures["serving_default"](
-        user_id=tf.constant(users), k=tf.constant(5), exclude_movie_ids=tf.zeros([0, 0], tf.string))
+    rec = model.signatures["recommend"](
+        user_id=tf.constant(users), k=tf.constant([5, 5, 5]), exclude_movie_ids=tf.constant([[""]] * 3))
     ids = rec["movie_ids"].numpy().astype(str)
     assert ids.shape == (3, 5) and rec["valid"].numpy().all()
     assert rec["user_known"].numpy().tolist() == [True, True, False]
@@ -150,7 +150,7 @@ def test_pushed_model_served_over_grpc_and_rest(first_run):
     _, out = first_run
     base = os.path.join(out, "serving", "mf")
     model_dir = versions.version_dir(base, versions.latest_version(base))
-    assert len(read_warmup_requests(model_dir)) == 2
+    assert len(read_warmup_requests(model_dir)) == 3
     with ModelServer([ModelSpec("mf", base)], ServerOptions(grpc_port=0, rest_port=0, poll_seconds=0)) as server:
         users = ["1", "7", "nobody"]
         grpc_client = GrpcClient(port=server.grpc_port)
@@ -160,8 +160,8 @@ def test_pushed_model_served_over_grpc_and_rest(first_run):
             grpc_client.close()
         by_rest = RestClient(port=server.rest_port).recommend(users, k=4, exclude=[["1"], [], []])
     model = tf.saved_model.load(model_dir)
-    direct = model.signatures["serving_default"](
-        user_id=tf.constant(users), k=tf.constant(4),
+    direct = model.signatures["recommend"](
+        user_id=tf.constant(users), k=tf.constant([4, 4, 4]),
         exclude_movie_ids=tf.constant([["1"], [""], [""]]))
     expected = direct["movie_ids"].numpy().astype(str).tolist()
     assert [[r.movie_id for r in row] for row in by_grpc] == expected
@@ -178,7 +178,8 @@ def test_content_model_pushed_and_served(first_run, data_dir):
     _, out = first_run
     base = os.path.join(out, "serving", "content")
     model_dir = versions.version_dir(base, versions.latest_version(base))
-    assert check_servable(model_dir)["signatures"] == ["recommend_cold_start", "serving_default", "user_profile"]
+    assert check_servable(model_dir)["signatures"] == ["recommend", "recommend_cold_start", "serving_default",
+                                                       "user_profile"]
     specs = [ModelSpec("content", base)]
     with ModelServer(specs, ServerOptions(grpc_port=0, rest_port=0, poll_seconds=0)) as server:
         for protocol, port in (("--grpc", server.grpc_port), ("--rest", server.rest_port)):

@@ -47,8 +47,8 @@ def exported(tmp_path_factory):
 
 
 def test_serving_default_ranks_by_the_rankers_dot_product(exported):
-    out = exported.signatures["serving_default"](user_id=tf.constant(["u1", "u2"]), k=tf.constant(3),
-                                                 exclude_movie_ids=tf.zeros([0, 0], tf.string))
+    out = exported.signatures["recommend"](user_id=tf.constant(["u1", "u2"]), k=tf.constant([3, 3]),
+                                           exclude_movie_ids=tf.constant([[""], [""]]))
     # u1: a = 3, b = 1, c = 2 -> a, c, b (the ranker's biases would have put b last by far,
     #     the rater's scores would say b = 4.5, c = 2.5, a = 4.0);
     # u2: a = 0, b = 1, c = 2 but c is rated -> b, a, padding

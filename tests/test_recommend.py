@@ -75,40 +75,97 @@ def exported(tmp_path_factory):
     return out
 
 
-def recommend(model, users, k=None, exclude=None):
-    fn = model.signatures["serving_default"]
-    return fn(user_id=tf.constant(users),
-              k=tf.constant(10 if k is None else k, tf.int32),
-              exclude_movie_ids=tf.constant(exclude if exclude is not None else np.zeros((0, 0), object), tf.string))
+def recommend(model, users, k=3, exclude=None):
+    """The `recommend` signature: k an int for every row or a list (one per row)."""
+    ks = k if isinstance(k, list) else [k] * len(users)
+    return model.signatures["recommend"](
+        user_id=tf.constant(users, tf.string), k=tf.constant(ks, tf.int32),
+        exclude_movie_ids=tf.constant(exclude if exclude is not None else [[""]] * len(users), tf.string))
+
+
+def strings(t) -> list:
+    return t.numpy().astype(str).tolist()
 
 
 def test_reloaded_model_recommends_unseen_by_exact_score(exported):
     model = tf.saved_model.load(exported)
     out = recommend(model, ["u1", "u2", "zz"], k=3)
-    ids = out["movie_ids"].numpy().astype(str).tolist()
+    ids = strings(out["movie_ids"])
     # u1: scores a=4 (rated, masked), b=3.5, c=4 -> c, b, padding
     # u2: a=3, b=5.5, c=4 -> b, c, a;  zz: unknown -> popularity a=5, c=3, b=1
     assert ids == [["c", "b", ""], ["b", "c", "a"], ["a", "c", "b"]]
     np.testing.assert_allclose(out["scores"].numpy(), [[4, 3.5, 0], [5.5, 4, 3], [5, 3, 1]])
     assert out["valid"].numpy().tolist() == [[True, True, False], [True] * 3, [True] * 3]
     assert out["user_known"].numpy().tolist() == [True, True, False]
-    assert out["titles"].numpy().astype(str).tolist()[0] == ["C", "B", ""]
-    assert out["genres"].numpy().astype(str).tolist()[0] == ["Drama|Comedy", "Comedy", ""]
+    assert strings(out["titles"])[0] == ["C", "B", ""]
+    assert strings(out["genres"])[0] == ["Drama|Comedy", "Comedy", ""]
 
 
-def test_exclude_movie_ids_masks_more(exported):
+def test_serving_default_takes_only_user_id_and_returns_the_top_10(exported):
     model = tf.saved_model.load(exported)
-    out = recommend(model, ["u2", "zz"], k=2, exclude=[["b", ""], ["a", "unknown-id"]])
-    assert out["movie_ids"].numpy().astype(str).tolist() == [["c", "a"], ["c", "b"]]
+    out = model.signatures["serving_default"](user_id=tf.constant(["u1", "u2", "zz"]))
+    # the same lists as above, padded to 10 (3 movies in the catalog)
+    assert strings(out["movie_ids"]) == [["c", "b"] + [""] * 8, ["b", "c", "a"] + [""] * 7,
+                                         ["a", "c", "b"] + [""] * 7]
+    assert out["valid"].numpy().sum(axis=1).tolist() == [2, 3, 3]
+    np.testing.assert_allclose(out["scores"].numpy()[:, :3], [[4, 3.5, 0], [5.5, 4, 3], [5, 3, 1]])
+    assert out["user_known"].numpy().tolist() == [True, True, False]
+
+
+def test_k_per_row(exported):
+    model = tf.saved_model.load(exported)
+    out = recommend(model, ["u2", "zz", "u1"], k=[1, 3, 2])
+    # width max(k) = 3; u2 keeps its best (b), zz all three, u1 its two unseen movies
+    assert strings(out["movie_ids"]) == [["b", "", ""], ["a", "c", "b"], ["c", "b", ""]]
+    np.testing.assert_allclose(out["scores"].numpy(), [[5.5, 0, 0], [5, 3, 1], [4, 3.5, 0]])
+    assert out["valid"].numpy().tolist() == [[True, False, False], [True] * 3, [True, True, False]]
+    assert strings(out["titles"])[0] == ["B", "", ""]
+
+
+def merged_as_tf_serving(requests: list[dict]) -> dict:
+    """What TF Serving's batching session feeds for concurrent requests: each input
+    concatenated along dimension 0, a narrower [B, E] input first widened to the largest E
+    with that request's first element (pad_variable_length_inputs)."""
+    merged = {}
+    for alias in requests[0]:
+        parts = [np.asarray(r[alias], object if alias != "k" else np.int32) for r in requests]
+        if parts[0].ndim == 2:
+            width = max(p.shape[1] for p in parts)
+            parts = [np.pad(p, [(0, 0), (0, width - p.shape[1])], constant_values=p.flat[0]) for p in parts]
+        merged[alias] = np.concatenate(parts)
+    return merged
+
+
+def test_a_merged_batch_gives_each_request_its_own_answer(exported):
+    model = tf.saved_model.load(exported)
+    fn = model.signatures["recommend"]
+    first = {"user_id": ["u2"], "k": [1], "exclude_movie_ids": [["", "b"]]}
+    second = {"user_id": ["zz", "u1"], "k": [2, 3], "exclude_movie_ids": [["", "a", "x"], ["", "c", ""]]}
+    alone = [fn(**{a: tf.constant(v) for a, v in r.items()}) for r in (first, second)]
+    assert strings(alone[0]["movie_ids"]) == [["c"]]                      # u2 without b
+    assert strings(alone[1]["movie_ids"]) == [["c", "b", ""], ["b", "", ""]]  # zz without a; u1 without c
+    merged = merged_as_tf_serving([first, second])
+    assert merged["exclude_movie_ids"].tolist() == [["", "b", ""], ["", "a", "x"], ["", "c", ""]]
+    out = fn(**{a: tf.constant(v) for a, v in merged.items()})
+    padding = {"movie_ids": "", "titles": "", "genres": "", "scores": 0.0, "valid": False}
+    for alias, pad in padding.items():
+        read = strings if isinstance(pad, str) else (lambda t: t.numpy().tolist())
+        together = read(out[alias])
+        # each request's rows as alone; beyond its own width, up to the merged max(k) = 3: padding
+        assert together[0] == read(alone[0][alias])[0] + [pad, pad], alias
+        assert together[1:] == read(alone[1][alias]), alias
+    assert out["user_known"].numpy().tolist() == [True, False, True]
 
 
 def test_bad_k_and_exclude_shape_are_rejected(exported):
     model = tf.saved_model.load(exported)
-    with pytest.raises(tf.errors.InvalidArgumentError, match="k must be >= 1"):
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"k must be >= 1 and <= 10, got\] \[0\]"):
         recommend(model, ["u1"], k=0)
-    with pytest.raises(tf.errors.InvalidArgumentError, match="k must be >= 1 and <= 10, got"):
-        recommend(model, ["u1"], k=11)
-    with pytest.raises(tf.errors.InvalidArgumentError, match="one row per user_id"):
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"k must be >= 1 and <= 10, got\] \[11 -1\]"):
+        recommend(model, ["u1", "u2", "zz"], k=[11, 2, -1])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="k must have one value per user_id"):
+        recommend(model, ["u1", "u2"], k=[2])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="exclude_movie_ids must have one row per user_id"):
         recommend(model, ["u1", "u2"], k=2, exclude=[["a"]])
 
 
@@ -123,14 +180,19 @@ def test_predict_rating_signature(exported):
     assert out["movie_known"].numpy().tolist() == [True, True, True, False]
 
 
-def test_signature_defaults_recorded_and_servable(exported):
+def test_every_input_has_a_batch_dimension_and_none_is_optional(exported):
     from tensorflow.python.saved_model import loader_impl
-    sig = loader_impl.parse_saved_model(exported).meta_graphs[0].signature_def["serving_default"]
-    assert sorted(sig.inputs) == ["exclude_movie_ids", "k", "user_id"]
-    assert sig.defaults["k"].int_val == [10]
-    assert sorted(sig.outputs) == ["genres", "movie_ids", "scores", "titles", "user_known", "valid"]
+    sigs = loader_impl.parse_saved_model(exported).meta_graphs[0].signature_def
+    outputs = ["genres", "movie_ids", "scores", "titles", "user_known", "valid"]
+    for name, inputs in (("serving_default", ["user_id"]), ("recommend", ["exclude_movie_ids", "k", "user_id"]),
+                         ("predict_rating", ["movie_id", "user_id"])):
+        sig = sigs[name]
+        assert sorted(sig.inputs) == inputs and not sig.defaults, name
+        assert all(len(i.tensor_shape.dim) >= 1 and i.tensor_shape.dim[0].size == -1
+                   for i in sig.inputs.values()), name
+    assert sorted(sigs["serving_default"].outputs) == sorted(sigs["recommend"].outputs) == outputs
     info = check_servable(exported)
-    assert info["signatures"] == ["predict_rating", "serving_default"]
+    assert info["signatures"] == ["predict_rating", "recommend", "serving_default"]
     assert os.path.isfile(os.path.join(exported, "assets.extra", "movierec.json"))
 
 
@@ -149,8 +211,9 @@ def test_export_writes_warmup_requests_that_replay(exported):
     from movierec.serving import warmup
     from movierec.serving.servable import Servable
     requests = warmup.read_warmup_requests(exported)
-    assert [r.model_spec.signature_name for r in requests] == ["serving_default", "predict_rating"]
-    assert warmup.replay(Servable("mf", 1, exported), requests) == 2
+    assert [r.model_spec.signature_name for r in requests] == ["serving_default", "recommend", "predict_rating"]
+    assert [sorted(r.inputs) for r in requests[:2]] == [["user_id"], ["exclude_movie_ids", "k", "user_id"]]
+    assert warmup.replay(Servable("mf", 1, exported), requests) == 3
 
 
 def test_catalog_takes_title_and_multi_hot_genres_per_movie():
@@ -178,6 +241,18 @@ def test_gather_mask_rows_follow_the_batch_including_empty_rows():
     assert rows.numpy().tolist() == [] and cols.numpy().tolist() == []
 
 
+def test_masked_top_k_with_k_per_row():
+    # row 0 masked at 1: 3, 2, 0 by score; row 1 all tied: lower index first
+    idx, sc, valid = top([[1, 5, 3, 4], [2, 2, 2, 2]], [(0, 1)], [1, 3])
+    assert idx == [[3, -1, -1], [0, 1, 2]]
+    assert sc == [[4, 0, 0], [2, 2, 2]]
+    assert valid == [[True, False, False], [True, True, True]]
+    idx, _, valid = top([[1, 2]], [], [4])           # k beyond the catalog: padded as well
+    assert idx == [[1, 0, -1, -1]] and valid == [[True, True, False, False]]
+    idx, _, _ = top(np.zeros((0, 2)), [], np.zeros(0, np.int32))   # no rows: [0, 0]
+    assert idx == []
+
+
 def test_masked_top_k_without_the_padding_step_gives_the_same_answer():
     scores = tf.constant([[1, 5, 3, 4], [2, 2, 2, 2]], tf.float32)
     rows, cols = tf.constant([0, 1], tf.int64), tf.constant([1, 0], tf.int64)
@@ -186,3 +261,59 @@ def test_masked_top_k_without_the_padding_step_gives_the_same_answer():
     for a, b in zip(padded, lean):
         assert a.numpy().tolist() == b.numpy().tolist()
     assert lean[0].numpy().tolist() == [[3, 2, 0], [1, 2, 3]]
+
+
+@pytest.fixture(scope="module")
+def server(exported, tmp_path_factory):
+    """`movierec serve` in process on the exported model, as model "mf" version 1."""
+    import shutil
+
+    from movierec.serving.model_config import ModelSpec
+    from movierec.serving.server import ModelServer, ServerOptions
+    base = tmp_path_factory.mktemp("serving") / "mf"
+    shutil.copytree(exported, base / "1")
+    s = ModelServer([ModelSpec("mf", str(base))], ServerOptions(grpc_port=0, rest_port=0, poll_seconds=0))
+    s.start()
+    yield s
+    s.stop()
+
+
+def test_rest_instances_with_only_user_id(server):
+    import json
+    import urllib.request
+    body = json.dumps({"instances": [{"user_id": "u1"}, {"user_id": "u2"}]}).encode()
+    req = urllib.request.Request(f"http://127.0.0.1:{server.rest_port}/v1/models/mf:predict", data=body,
+                                 method="POST")
+    with urllib.request.urlopen(req, timeout=30) as r:
+        predictions = json.loads(r.read())["predictions"]
+    assert [p["movie_ids"] for p in predictions] == [["c", "b"] + [""] * 8, ["b", "c", "a"] + [""] * 7]
+    assert [p["valid"] for p in predictions] == [[True] * 2 + [False] * 8, [True] * 3 + [False] * 7]
+    assert predictions[0]["scores"] == [4.0, 3.5] + [0.0] * 8 and predictions[0]["user_known"] is True
+
+
+def test_grpc_request_with_only_user_id(server):
+    import grpc
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "mf"
+    request.inputs["user_id"].CopyFrom(tf.make_tensor_proto(np.array([b"u2"], object)))
+    with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+        response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=30)
+    assert response.model_spec.signature_name == "serving_default"
+    ids = tf.make_ndarray(response.outputs["movie_ids"]).astype(str).tolist()
+    assert ids == [["b", "c", "a"] + [""] * 7]
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "rest"])
+def test_clients_use_serving_default_or_recommend(server, protocol):
+    from movierec.serving.client import GrpcClient, RestClient
+    client = (GrpcClient(port=server.grpc_port) if protocol == "grpc" else RestClient(port=server.rest_port))
+    try:
+        plain = client.recommend(["u1", "zz"], model="mf")                      # serving_default
+        asked = client.recommend(["u2", "zz"], k=2, model="mf", exclude=[["b"], []])   # recommend
+    finally:
+        if protocol == "grpc":
+            client.close()
+    assert [[r.movie_id for r in row] for row in plain] == [["c", "b"], ["a", "c", "b"]]
+    assert [[r.movie_id for r in row] for row in asked] == [["c", "a"], ["a", "c"]]
+    assert asked[0][0].title == "C" and asked[0][0].score == pytest.approx(4.0)

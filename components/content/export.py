@@ -2,9 +2,10 @@
 
 Signatures (U users, N catalog movies, G genres, D release decades, F = G + D features):
 
-  serving_default        the shared contract (see `movierec.components.recommend`);
-                         score[u, m] = profile[u] . X[m] + prior[m] (`profiles.score`), rated
-                         movies masked.
+  serving_default        the shared contract (see `movierec.components.recommend`):
+  recommend              user_id [B] -> top 10; user_id [B], k int32 [B], exclude_movie_ids
+                         [B, E] -> top k per row. score[u, m] = profile[u] . X[m] + prior[m]
+                         (`profiles.score`), rated movies masked.
   user_profile           user_id string [B] -> genres string [B, G] and weights float32 [B, G]
                          (the genre part of the profile ranked by weight, ties in vocabulary
                          order: the seed article's "Juan: Action, Sci-Fi, ..."), decades string
@@ -13,11 +14,16 @@ Signatures (U users, N catalog movies, G genres, D release decades, F = G + D fe
                          bool [B]. The weights are the ones the score uses: shares summing to
                          1 for a "share" profile, log-lifts (negative: less than average) for
                          a "lift" profile.
-  recommend_cold_start   user_id [B], k (default 10),
+  recommend_cold_start   user_id [B], k int32 [B] (per row, as `recommend`) or [1] (for
+                         every row; default [10]),
                          rated_movie_ids string [B, R] + ratings float32 [B, R]  (fold-in; "" pads),
                          new_movie_ids string [M], new_movie_titles string [M],
                          new_movie_genres string [M, H] (genre names; "" pads)
-                         -> the serving_default outputs over catalog + new movies.
+                         -> the `recommend` outputs over catalog + new movies.
+                         The new-movie inputs are shared by the whole request, not per row:
+                         this signature must not be called through TF Serving's batching
+                         with more than one request in a batch (it would mix requests' new
+                         movies); the batch-dimensioned contract is serving_default/recommend.
                          The fold-in pairs are added to the user's stored rating sums (exact:
                          they are linear in the ratings), so an unknown user with a few ratings
                          gets a real profile, and those movies are masked too. New movies are
@@ -104,14 +110,14 @@ class ContentServingModule(RecommenderModule):
     def cold_start_fn(self):
         @tf.function(input_signature=[
             tf.TensorSpec([None], tf.string, name="user_id"),
-            tf.TensorSpec([], tf.int32, name="k"),
+            tf.TensorSpec([None], tf.int32, name="k"),
             tf.TensorSpec([None, None], tf.string, name="rated_movie_ids"),
             tf.TensorSpec([None, None], tf.float32, name="ratings"),
             tf.TensorSpec([None], tf.string, name="new_movie_ids"),
             tf.TensorSpec([None], tf.string, name="new_movie_titles"),
             tf.TensorSpec([None, None], tf.string, name="new_movie_genres"),
         ])
-        def recommend_cold_start(user_id, k=tf.constant(DEFAULT_K, tf.int32),
+        def recommend_cold_start(user_id, k=tf.constant([DEFAULT_K], tf.int32),
                                  rated_movie_ids=tf.zeros([0, 0], tf.string),
                                  ratings=tf.zeros([0, 0], tf.float32),
                                  new_movie_ids=tf.zeros([0], tf.string),
@@ -128,7 +134,9 @@ class ContentServingModule(RecommenderModule):
         rated_rows = tf.shape(rated_movie_ids)[0]
         rated_idx = self.movie_table.lookup(rated_movie_ids)          # [B', R], -1 unknown/""
         genre_idx = self.genre_table.lookup(new_movie_genres)         # [M, H], -1 unknown/""
-        checks = self.check_k(tf.cast(k, tf.int32)) + [
+        k = tf.cast(k, tf.int32)
+        k = tf.cond(tf.equal(tf.size(k), 1), lambda: tf.fill(tf.shape(user_id), tf.reshape(k, [])), lambda: k)
+        checks = self.check_k(k, user_id) + [
             tf.debugging.Assert(tf.logical_or(tf.equal(rated_rows, 0), tf.equal(rated_rows, batch)),
                                 ["rated_movie_ids must have one row per user_id (or be empty)"]),
             tf.debugging.assert_equal(tf.shape(rated_movie_ids), tf.shape(ratings),
@@ -191,7 +199,7 @@ def export(export_dir: str, *, model: profiles.ContentModel, catalog: Catalog, u
         movie_vocab_path=movie_vocab_path, movie_ids=catalog.movie_ids, titles=catalog.titles,
         genres=catalog.genre_strings(), rated=rated, popularity=popularity, max_k=max_k)
     tf.saved_model.save(module, export_dir, signatures={
-        "serving_default": module.serving_default_fn(),
+        **module.contract_signatures(),
         "user_profile": module.user_profile,
         "recommend_cold_start": module.cold_start_fn(),
     })

@@ -1,7 +1,10 @@
 """Export the MF model as a TF Serving SavedModel with the serving contract's signatures.
 
 Signatures:
-  serving_default  see `movierec.components.recommend` (masked top-k, popularity fallback)
+  serving_default  user_id string [B] -> the top 10 (see `movierec.components.recommend`:
+                   masked top-k, popularity fallback)
+  recommend        user_id [B], k int32 [B], exclude_movie_ids string [B, E] -> the top k
+                   per row (same module)
   predict_rating   user_id string [B], movie_id string [B] ->
                    rating float32 [B] (clipped to the training rating range),
                    user_known bool [B], movie_known bool [B]
@@ -67,8 +70,7 @@ def export(model: MatrixFactorization | RankAndRate, export_dir: str, *, user_vo
         movie_vocab_path=movie_vocab_path, movie_ids=catalog.movie_ids, titles=catalog.titles,
         genres=catalog.genre_strings(),
         rated=rated, popularity=popularity, max_k=max_k)
-    signatures = {"serving_default": module.serving_default_fn(),
-                  "predict_rating": module.predict_rating}
+    signatures = {**module.contract_signatures(), "predict_rating": module.predict_rating}
     tf.saved_model.save(module, export_dir, signatures=signatures)
     return finish_export(export_dir, "mf", user_vocab_path, max_k, metadata=metadata, extra_requests=lambda user: [
         {"__signature__": "predict_rating", "user_id": np.array([user, ""], dtype=object),

@@ -1,7 +1,7 @@
 """RankingEvaluator executor: metrics, baselines, blessing, report.
 
 For the candidate (and the last blessed model, when the Resolver found one):
-  * ranking metrics from the model's own `serving_default` on its `Format-TFMA` export
+  * ranking metrics from the model's own `recommend` signature on its `Format-TFMA` export
     (train split masked): every known user with eval ratings gets a top-k list, batched
     (`batch_users` users per signature call); relevant = the user's eval-split movies with
     rating >= `rating_threshold` (default: all). Metrics, novelty and the per-segment
@@ -83,14 +83,15 @@ def eval_data(train: training_data.Interactions, evaluation: training_data.Inter
 
 
 def model_top_k(loaded, data: EvalData, k: int, batch_users: int) -> np.ndarray:
-    """Top-k movie indices [users, k] from a loaded model's serving_default (-1 padding)."""
-    fn = loaded.signatures["serving_default"]
+    """Top-k movie indices [users, k] from a loaded model's `recommend` signature (k [B] per
+    row, no exclusions beyond the model's mask; -1 padding)."""
+    fn = loaded.signatures["recommend"]
     index = {m: i for i, m in enumerate(data.movie_vocab)}
     rows = []
     for start in range(0, len(data.users), batch_users):
         ids = [data.user_vocab[u] for u in data.users[start:start + batch_users]]
-        out = fn(user_id=tf.constant(ids), k=tf.constant(k, tf.int32),
-                 exclude_movie_ids=tf.zeros([0, 0], tf.string))
+        out = fn(user_id=tf.constant(ids), k=tf.fill([len(ids)], tf.constant(k, tf.int32)),
+                 exclude_movie_ids=tf.fill([len(ids), 1], ""))
         movie_ids = out["movie_ids"].numpy()
         valid = out["valid"].numpy()
         rows.append(np.array([[index.get(m.decode(), -1) if ok else -1 for m, ok in zip(r, v)]
