@@ -1,27 +1,31 @@
 """gRPC front end: tensorflow.serving.PredictionService and ModelService.
 
-The calls run on the server's asyncio loop over `grpc_transport` (HTTP/2 of our own, as
-the REST front end has its own HTTP/1.1): TensorProto decoding and response building run
-on the loop; where the model call runs is `PredictionCore.predict_async`'s choice. Each
-handler takes (request message, deadline) and returns the response message, or raises
-ServingError with the status TF Serving gives.
+HTTP/2 and the gRPC protocol are grpcio's (`grpc.aio` on the server's asyncio loop, with
+the servicer classes generated in `tensorflow_serving.apis`). TensorProto decoding and
+response building run on the loop; where the model call runs is
+`PredictionCore.predict_async`'s choice. Each `PredictionService` method takes (request
+message, deadline) and returns the response message, or raises ServingError with the
+status TF Serving gives; `_Servicers` turns that into the call's status.
 """
 from __future__ import annotations
 
-import socket
+import errno
+import logging
+import time
 
 import grpc
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import tensor_shape_pb2, types_pb2
 from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, get_model_status_pb2,
-                                     inference_pb2, predict_pb2, regression_pb2)
+                                     inference_pb2, model_service_pb2_grpc, predict_pb2,
+                                     prediction_service_pb2_grpc, regression_pb2)
 
 from movierec.serving import protos
 from movierec.serving.errors import ServingError, invalid_argument
-from movierec.serving.grpc_transport import GrpcServer, UnaryMethod, start_grpc_transport
-from movierec.serving.listener import Balance
 from movierec.serving.service import PredictionCore
+
+log = logging.getLogger(__name__)
 
 
 _DTYPES = {np.dtype(np.float32): types_pb2.DT_FLOAT, np.dtype(np.float64): types_pb2.DT_DOUBLE,
@@ -81,106 +85,6 @@ def fill_tensor_proto(proto, value: np.ndarray) -> None:
     else:
         made = tf.make_tensor_proto(value)
         proto.CopyFrom(made)
-
-
-# -- PredictResponse bytes, encoded directly --------------------------------------------
-# (the same TensorProto form as fill_tensor_proto: values in the packed repeated fields)
-# Building the response through protobuf's Python API (a TensorProto per output, then
-# SerializeToString) took about 100 us for a top-10 answer, 6 us of it per tiny message;
-# these few fields, encoded here, take about 35 us. Tested equal to the protobuf encoding.
-_VARINT1 = [bytes([i]) for i in range(128)]
-_DTYPE_FIELD = {dtype: b"\x08" + bytes([enum]) for dtype, enum in _DTYPES.items()}   # TensorProto.dtype (1)
-_SHAPE_FIELDS: dict[tuple, bytes] = {}
-
-
-def _varint(n: int) -> bytes:
-    if n < 128:
-        return _VARINT1[n]
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def _field(tag: bytes, payload: bytes) -> bytes:
-    """A length-delimited field: tag byte, length, payload."""
-    return tag + _varint(len(payload)) + payload
-
-
-def _shape_field(shape: tuple) -> bytes:
-    """TensorProto.tensor_shape (field 2) of a shape: TensorShapeProto.dim (2) of Dim.size (1)."""
-    encoded = _SHAPE_FIELDS.get(shape)
-    if encoded is None:
-        dims = b"".join(_field(b"\x12", b"\x08" + _varint(d) if d else b"") for d in shape)
-        if len(_SHAPE_FIELDS) > 1024:
-            _SHAPE_FIELDS.clear()
-        encoded = _SHAPE_FIELDS[shape] = _field(b"\x12", dims)
-    return encoded
-
-
-# numpy dtype -> packed repeated field tag of TensorProto (float_val 5, double_val 6, int_val 7,
-# int64_val 10, bool_val 11), for the dtypes encoded here
-_PACKED_TAG = {np.dtype(np.float32): b"\x2a", np.dtype(np.float64): b"\x32", np.dtype(np.int32): b"\x3a",
-               np.dtype(np.int64): b"\x52", np.dtype(np.bool_): b"\x5a"}
-_LITTLE_ENDIAN = {np.dtype(np.float32): np.dtype("<f4"), np.dtype(np.float64): np.dtype("<f8")}
-
-
-def _varints(values: np.ndarray) -> bytes:
-    """Packed varint payload of integers (negatives as 10-byte two's complement, as protobuf
-    writes int32 and int64)."""
-    u = values.astype(np.int64, copy=False).reshape(-1).view(np.uint64)
-    if int(u.max()) < 128:
-        return u.astype(np.uint8).tobytes()
-    return b"".join([_varint(v) for v in u.tolist()])
-
-
-def _tensor_bytes(value: np.ndarray) -> bytes | None:
-    """A TensorProto's bytes as fill_tensor_proto would make them; None for a dtype or
-    value this encoder does not cover (the caller then uses protobuf)."""
-    if value.dtype == object:
-        flat = value.reshape(-1).tolist()
-        if not all(type(v) is bytes for v in flat):
-            return None
-        if all(len(v) < 128 for v in flat):
-            strings = b"".join([b"B" + _VARINT1[len(v)] + v for v in flat])   # string_val: field 8
-        else:
-            strings = b"".join([b"B" + _varint(len(v)) + v for v in flat])
-        return b"\x08\x07" + _shape_field(value.shape) + strings
-    dtype = _DTYPE_FIELD.get(value.dtype)
-    if dtype is None:
-        return None
-    if not value.size:
-        return dtype + _shape_field(value.shape)
-    if value.dtype.kind == "f":
-        payload = np.ascontiguousarray(value, dtype=_LITTLE_ENDIAN[value.dtype]).tobytes()
-    elif value.dtype.kind == "b":
-        payload = np.ascontiguousarray(value).view(np.uint8).tobytes()
-    else:
-        payload = _varints(value)
-    return dtype + _shape_field(value.shape) + _field(_PACKED_TAG[value.dtype], payload)
-
-
-def predict_response_bytes(name: str, version: int, signature_name: str, outputs: dict) -> bytes:
-    """The serialized PredictResponse: outputs (field 1, map entries of key 1 and TensorProto
-    2) and model_spec (2: name 1, version 2 as Int64Value, signature_name 3)."""
-    parts = []
-    for alias, value in outputs.items():
-        tensor = _tensor_bytes(np.asarray(value))
-        if tensor is None:   # a dtype not covered: the whole response through protobuf
-            response = predict_pb2.PredictResponse()
-            response.model_spec.name = name
-            response.model_spec.version.value = version
-            response.model_spec.signature_name = signature_name
-            for a, v in outputs.items():
-                fill_tensor_proto(response.outputs[a], v)
-            return response.SerializeToString()
-        parts.append(_field(b"\x0a", _field(b"\x0a", alias.encode()) + _field(b"\x12", tensor)))
-    spec = (_field(b"\x0a", name.encode()) + _field(b"\x12", b"\x08" + _varint(version) if version else b"")
-            + (_field(b"\x1a", signature_name.encode()) if signature_name else b""))
-    parts.append(_field(b"\x12", spec))
-    return b"".join(parts)
 
 
 # dtype -> (repeated field, numpy dtype): the TensorProto forms clients send
@@ -275,8 +179,13 @@ class PredictionService:
             servable = self.core.manager.servable(name, version, label)
             outputs = await self.core.predict_async(servable, request.model_spec.signature_name,
                                                     inputs, list(request.output_filter), deadline)
-            return predict_response_bytes(name, servable.version,
-                                          request.model_spec.signature_name or "serving_default", outputs)
+            response = predict_pb2.PredictResponse()
+            response.model_spec.name = name
+            response.model_spec.version.value = servable.version
+            response.model_spec.signature_name = request.model_spec.signature_name or "serving_default"
+            for alias, value in outputs.items():
+                fill_tensor_proto(response.outputs[alias], value)
+            return response
 
     async def classify(self, request: classification_pb2.ClassificationRequest, deadline: float | None):
         name = request.model_spec.name
@@ -353,32 +262,72 @@ class PredictionService:
             return protos.status_response(name, self.core.status(name, version, label))
 
 
-def _unimplemented(message: str) -> UnaryMethod:
-    async def handler(request, deadline):
-        raise ServingError(grpc.StatusCode.UNIMPLEMENTED, message)
-    return UnaryMethod(lambda raw: None, handler)
+class _Servicers(prediction_service_pb2_grpc.PredictionServiceServicer, model_service_pb2_grpc.ModelServiceServicer):
+    """grpcio's servicer methods over PredictionService: the request's deadline from the
+    call, a ServingError answered with its status code and message."""
+
+    def __init__(self, core: PredictionCore):
+        self.svc = PredictionService(core)
+
+    async def Predict(self, request, context):  # noqa: N802 - gRPC method names
+        return await _answer(self.svc.predict, request, context)
+
+    async def Classify(self, request, context):  # noqa: N802
+        return await _answer(self.svc.classify, request, context)
+
+    async def Regress(self, request, context):  # noqa: N802
+        return await _answer(self.svc.regress, request, context)
+
+    async def MultiInference(self, request, context):  # noqa: N802
+        return await _answer(self.svc.multi_inference, request, context)
+
+    async def GetModelMetadata(self, request, context):  # noqa: N802
+        return await _answer(self.svc.get_model_metadata, request, context)
+
+    async def GetModelStatus(self, request, context):  # noqa: N802
+        return await _answer(self.svc.get_model_status, request, context)
+
+    async def HandleReloadConfigRequest(self, request, context):  # noqa: N802
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "config reload is not supported; restart the server")
 
 
-def methods(core: PredictionCore) -> dict[str, UnaryMethod]:
-    """gRPC method path -> UnaryMethod, for every method of TF Serving's two services."""
-    svc = PredictionService(core)
-    prediction = "/tensorflow.serving.PredictionService/"
-    return {
-        prediction + "Predict": UnaryMethod(predict_pb2.PredictRequest.FromString, svc.predict),
-        prediction + "GetModelMetadata": UnaryMethod(get_model_metadata_pb2.GetModelMetadataRequest.FromString,
-                                                     svc.get_model_metadata),
-        prediction + "Classify": UnaryMethod(classification_pb2.ClassificationRequest.FromString, svc.classify),
-        prediction + "Regress": UnaryMethod(regression_pb2.RegressionRequest.FromString, svc.regress),
-        prediction + "MultiInference": UnaryMethod(inference_pb2.MultiInferenceRequest.FromString,
-                                                   svc.multi_inference),
-        "/tensorflow.serving.ModelService/GetModelStatus": UnaryMethod(
-            get_model_status_pb2.GetModelStatusRequest.FromString, svc.get_model_status),
-        "/tensorflow.serving.ModelService/HandleReloadConfigRequest": _unimplemented(
-            "config reload is not supported; restart the server"),
-    }
+async def _answer(method, request, context: grpc.aio.ServicerContext):
+    remaining = context.time_remaining()
+    deadline = time.monotonic() + remaining if remaining is not None else None
+    try:
+        return await method(request, deadline)
+    except ServingError as e:
+        await context.abort(e.code, e.message)
+    except Exception as e:  # noqa: BLE001 - INTERNAL with the error's name, the traceback to the log
+        log.error("gRPC call failed", exc_info=e)
+        await context.abort(grpc.StatusCode.INTERNAL, f"Internal error: {type(e).__name__}: {e}")
 
 
-async def start_grpc_server(core: PredictionCore, sock: socket.socket, balance: Balance | None = None) -> GrpcServer:
-    """Serves TF Serving's gRPC services on a listening socket (`listener.listen_socket`)
-    from the running loop; balance: share connections with other worker processes."""
-    return await start_grpc_transport(methods(core), sock, core.limits.max_body_bytes, balance)
+def grpc_address(host: str, port: int) -> str:
+    """host:port as gRPC writes it (an IPv6 address in brackets)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+async def start_grpc_server(core: PredictionCore, host: str, port: int, reuse_port: bool = False) -> tuple[grpc.aio.Server, int]:
+    """grpcio's asyncio server with TF Serving's two services, on (host, port) from the
+    running loop -> (server, bound port). reuse_port: several worker processes bind the
+    same port (SO_REUSEPORT); without it a port in use is an error. An OSError names the
+    address that could not be bound."""
+    server = grpc.aio.server(options=[
+        ("grpc.so_reuseport", 1 if reuse_port else 0),
+        ("grpc.max_receive_message_length", core.limits.max_body_bytes),
+    ])
+    servicers = _Servicers(core)
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(servicers, server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(servicers, server)
+    try:
+        bound = server.add_insecure_port(grpc_address(host, port))
+    except RuntimeError as e:
+        bound, reason = 0, str(e)
+    else:
+        reason = "Address already in use"
+    if not bound:
+        await server.stop(None)
+        raise OSError(errno.EADDRINUSE, f"could not bind gRPC to {host}:{port}: {reason}")
+    await server.start()
+    return server, bound

@@ -4,14 +4,16 @@
 
 Bound to 127.0.0.1 unless a host is given. Port 0 picks a free port (tests).
 
-Threads: both front ends run on one asyncio loop in its own thread ("serving-loop"), so the
-Python work of a request (parsing, JSON or protos, routing, metrics) never waits for the GIL
-behind other request threads. Small model calls run on the loop too, big ones in a pool of
-`model_threads` threads where the graph runs outside the GIL (`PredictionCore.predict_async`).
-Version loading and polling have their own thread (the manager). One thread per
-connection, as before, spent more CPU passing the GIL around than on the requests
-themselves under concurrency (1.5-2 ms of server CPU a request against 0.35 ms for the
-model call).
+Threads: both front ends (grpcio's `grpc.aio` server and an `aiohttp.web` app) run on one
+asyncio loop in its own thread ("serving-loop"), so the Python work of a request (parsing,
+JSON or protos, routing, metrics) is done in one place and never waits for the GIL behind
+other request threads. Small model calls run on the loop too, big ones in a pool of
+`model_threads` threads where the graph runs outside the GIL
+(`PredictionCore.predict_async`). Version loading and polling have their own thread (the
+manager).
+
+Several server processes on the same ports (`serving.workers`) each bind both ports with
+SO_REUSEPORT (`reuse_port=True`); the kernel spreads new connections over them.
 """
 from __future__ import annotations
 
@@ -19,31 +21,44 @@ import asyncio
 import concurrent.futures
 import gc
 import logging
+import os
 import socket
 import threading
 
 from movierec.serving.grpc_service import start_grpc_server
-from movierec.serving.listener import Balance, server_sockets
 from movierec.serving.manager import ModelManager
 from movierec.serving.model_config import ModelSpec
-from movierec.serving.rest import start_rest_server
 from movierec.serving.options import BatchingOptions, ServerOptions
+from movierec.serving.rest import start_rest_server
 from movierec.serving.service import PredictionCore
 
 log = logging.getLogger(__name__)
 
+BACKLOG = 128
+
+
+def listen_socket(host: str, port: int, what: str, reuse_port: bool = False) -> socket.socket:
+    """A listening TCP socket on (host, port), IPv4 or IPv6; an OSError naming `what` and
+    the address if it cannot be had (a port in use, say)."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
+        sock = socket.create_server((host, port), family=family, backlog=BACKLOG, reuse_port=reuse_port)
+    except OSError as e:
+        reason = os.strerror(e.errno) if e.errno else str(e)
+        raise OSError(e.errno, f"could not bind {what} to {host}:{port}: {reason}") from None
+    sock.setblocking(False)
+    return sock
+
 
 class ModelServer:
-    """One server process. sockets (gRPC, REST listening sockets, shared), balance and
-    metrics_share are set by `serving.workers` when several processes serve the same ports;
-    alone, the server binds its own."""
+    """One server process. reuse_port: bind both ports with SO_REUSEPORT, alongside the
+    other workers of a `serving.workers.WorkerPool`; metrics_share is set by the pool too
+    (see `serving.metrics`)."""
 
     def __init__(self, specs: list[ModelSpec], options: ServerOptions = ServerOptions(), *,
-                 sockets: tuple[socket.socket, socket.socket] | None = None, balance: Balance | None = None,
-                 metrics_share: tuple[str, str] | None = None):
+                 reuse_port: bool = False, metrics_share: tuple[str, str] | None = None):
         self.options = options
-        self._sockets = sockets
-        self.balance = balance
+        self.reuse_port = reuse_port
         self.manager = ModelManager(specs, poll_seconds=options.poll_seconds, run_warmup=options.warmup)
         self._executor = concurrent.futures.ThreadPoolExecutor(options.model_threads, thread_name_prefix="model")
         batching = (BatchingOptions(options.max_batch_rows, options.batch_timeout_micros)
@@ -56,8 +71,6 @@ class ModelServer:
         self.grpc_port = self.rest_port = None
 
     def start(self) -> "ModelServer":
-        if self._sockets is None:
-            self._sockets = server_sockets(self.options.host, self.options.grpc_port, self.options.rest_port)
         try:
             self.manager.start()
             self._loop = asyncio.new_event_loop()
@@ -68,18 +81,23 @@ class ModelServer:
             self.stop()
             raise
         # Everything alive now (TensorFlow's modules, the loaded graphs: ~400k objects) moves
-        # out of the garbage collector's reach: a full collection over it took ~220 ms, a
-        # pause every request in flight would wait out.
+        # out of the garbage collector's reach: a full collection over it is a pause every
+        # request in flight would wait out.
         gc.freeze()
         log.info("serving %s: gRPC %s:%d, REST %s:%d", self.manager.model_names(),
                  self.options.host, self.grpc_port, self.options.host, self.rest_port)
         return self
 
     async def _start_front_ends(self) -> None:
-        grpc_sock, rest_sock = self._sockets
-        self._grpc = await start_grpc_server(self.core, grpc_sock, self.balance)
-        self.grpc_port = self._grpc.port
-        self._rest = await start_rest_server(self.core, rest_sock)
+        host = self.options.host
+        self._grpc, self.grpc_port = await start_grpc_server(self.core, host, self.options.grpc_port,
+                                                             self.reuse_port)
+        rest_sock = listen_socket(host, self.options.rest_port, "REST", self.reuse_port)
+        try:
+            self._rest = await start_rest_server(self.core, rest_sock)
+        except BaseException:
+            rest_sock.close()
+            raise
         self.rest_port = self._rest.port
         if self.core.metrics_share is not None:
             self._publish_metrics()
@@ -105,8 +123,6 @@ class ModelServer:
                 self._thread.join(timeout=30)
             self._loop.close()
             self._loop = None
-        for sock in self._sockets or ():   # this process's listening sockets (or its copies of the pool's)
-            sock.close()
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None

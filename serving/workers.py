@@ -2,12 +2,15 @@
 
 One Python process runs a request's front-end work (parsing, JSON or protos, routing) on
 one core, because of the GIL. `--workers N` starts N worker processes, each a whole
-`ModelServer` with its own models and serving loop. This supervisor binds the gRPC and
-REST ports once and every worker accepts on those same sockets, a new connection going to
-the worker with the fewest open ones (`serving.listener`). The supervisor loads no model
-and imports no TensorFlow; it starts the workers, waits until each one serves, restarts a
-worker that dies (after a second, with its exit code in the log), and stops them all on
-SIGTERM / Ctrl-C.
+`ModelServer` with its own models and serving loop, each binding the gRPC and REST ports
+itself with SO_REUSEPORT (grpcio's `grpc.so_reuseport`, a reuse-port socket for aiohttp);
+the kernel hashes each new connection to one of the workers. The supervisor first
+reserves both ports (a socket bound with SO_REUSEPORT that never listens, so it takes no
+connections): a port in use fails before any worker starts, port 0 becomes a fixed port
+for every worker, and the port stays the pool's while a worker restarts. The supervisor
+loads no model and imports no TensorFlow; it starts the workers, waits until each one
+serves, restarts a worker that dies (after a second, with its exit code in the log), and
+stops them all on SIGTERM / Ctrl-C.
 
 What is per worker: each loads and polls the model versions itself, so during a version
 swap one connection may see the new version a poll interval before another. Prometheus
@@ -20,14 +23,15 @@ import dataclasses
 import logging
 import multiprocessing
 import multiprocessing.connection
+import os
 import queue
 import shutil
 import signal
+import socket
 import tempfile
 import threading
 import time
 
-from movierec.serving.listener import DEAD, server_sockets
 from movierec.serving.model_config import ModelSpec
 from movierec.serving.options import ServerOptions
 
@@ -37,7 +41,27 @@ START_TIMEOUT_SECONDS = 600.0   # loading and warming up every model of a worker
 RESTART_DELAY_SECONDS = 1.0
 
 
-def _worker_main(specs, options, index, sockets, counts, metrics_dir, ready) -> None:
+def reserve_port(host: str, port: int, what: str) -> socket.socket:
+    """A socket bound to (host, port) with SO_REUSEPORT that never listens: it holds the
+    port for the workers (which bind it with SO_REUSEPORT too) and takes no connections.
+    An OSError names `what` and the address if the port cannot be had."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
+        sock = socket.socket(family, socket.SOCK_STREAM)
+    except OSError as e:
+        raise OSError(e.errno, f"could not bind {what} to {host}:{port}: {e.strerror or e}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        reason = os.strerror(e.errno) if e.errno else str(e)
+        raise OSError(e.errno, f"could not bind {what} to {host}:{port}: {reason}") from None
+    return sock
+
+
+def _worker_main(specs, options, index, metrics_dir, ready) -> None:
     """A worker process: one ModelServer until SIGTERM (Ctrl-C is the supervisor's to act on).
 
     Stopping is by signal, not by a shared multiprocessing.Event: Event.set() waits for
@@ -46,18 +70,14 @@ def _worker_main(specs, options, index, sockets, counts, metrics_dir, ready) -> 
     signal.signal(signal.SIGTERM, lambda *a: stop.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s %(levelname)s worker-{index} %(name)s: %(message)s")
-    from movierec.serving.listener import Balance  # noqa: PLC0415
     from movierec.serving.server import ModelServer  # noqa: PLC0415 - TensorFlow in the worker only
 
-    balance = Balance(counts, index)
-    server = ModelServer(specs, options, sockets=sockets, balance=balance,
-                         metrics_share=(metrics_dir, f"worker-{index}"))
+    server = ModelServer(specs, options, reuse_port=True, metrics_share=(metrics_dir, f"worker-{index}"))
     try:
         server.start()
     except BaseException as e:
         ready.put((index, f"{type(e).__name__}: {e}"))
         raise
-    balance.serving()
     ready.put((index, None))
     stop.wait()
     server.stop()
@@ -69,13 +89,18 @@ class WorkerPool:
     def __init__(self, specs: list[ModelSpec], options: ServerOptions):
         if options.workers < 2:
             raise ValueError(f"a worker pool needs workers >= 2, got {options.workers}")
-        self.sockets = grpc_sock, rest_sock = server_sockets(options.host, options.grpc_port, options.rest_port)
+        grpc_sock = reserve_port(options.host, options.grpc_port, "gRPC")
+        try:
+            rest_sock = reserve_port(options.host, options.rest_port, "REST")
+        except OSError:
+            grpc_sock.close()
+            raise
+        self.sockets = grpc_sock, rest_sock
         # port 0 (tests): the ports the sockets got
         self.options = dataclasses.replace(options, grpc_port=grpc_sock.getsockname()[1],
                                            rest_port=rest_sock.getsockname()[1])
         self.specs = specs
         self._ctx = multiprocessing.get_context("spawn")   # never fork a process with TF threads
-        self._counts = self._ctx.RawArray("q", [DEAD] * options.workers)   # open connections per worker
         self._ready = self._ctx.Queue()
         self._metrics_dir = tempfile.mkdtemp(prefix="movierec-metrics-")
         self.processes: dict[int, multiprocessing.Process] = {}
@@ -91,8 +116,7 @@ class WorkerPool:
 
     def _spawn(self, index: int) -> None:
         p = self._ctx.Process(target=_worker_main, name=f"movierec-worker-{index}", daemon=False,
-                              args=(self.specs, self.options, index, self.sockets, self._counts,
-                                    self._metrics_dir, self._ready))
+                              args=(self.specs, self.options, index, self._metrics_dir, self._ready))
         p.start()
         self.processes[index] = p
 
@@ -134,7 +158,6 @@ class WorkerPool:
                 if stop_requested():
                     return
                 index = sentinels[sentinel]
-                self._counts[index] = DEAD   # no new connections for it until its successor serves
                 self.processes[index].join(timeout=5)
                 log.error("worker %d (pid %d) exited with code %s; restarting it", index,
                           self.processes[index].pid, self.processes[index].exitcode)
