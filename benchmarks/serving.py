@@ -94,19 +94,16 @@ def percentiles(samples: list[float]) -> tuple[float, float, float]:
 
 
 def in_process(model_dir: str, users: list[str], n: int = 300) -> dict[str, list[float]]:
-    """Per-call seconds of the two in-process baselines (1 user, k=10)."""
+    """Per-call seconds of the two in-process baselines (serving_default: 1 user, top 10)."""
     import tensorflow as tf
     from movierec.serving.servable import Servable
 
     fn = tf.saved_model.load(model_dir).signatures["serving_default"]
-    k = tf.constant(10)
-    ex = tf.constant([[""]])
     servable = Servable("bench", 1, model_dir)
     calls = {
-        "TF2 signature function": lambda u: fn(user_id=tf.constant([u]), k=k, exclude_movie_ids=ex),
+        "TF2 signature function": lambda u: fn(user_id=tf.constant([u])),
         "Servable.predict (the server's call)": lambda u: servable.predict(
-            "", {"user_id": np.array([u.encode()], object), "k": np.int32(10),
-                 "exclude_movie_ids": np.array([[b""]], object)}),
+            "", {"user_id": np.array([u.encode()], object)}),
     }
     times = {}
     for name, call in calls.items():
@@ -125,8 +122,7 @@ async def rest_client(port, model, users, stop, out, errors, rng):
     path = f"/v1/models/{model}:predict"
     try:
         while not stop.is_set():
-            body = json.dumps({"inputs": {"user_id": [rng.choice(users)], "k": 10,
-                                          "exclude_movie_ids": [[""]]}}).encode()
+            body = json.dumps({"instances": [{"user_id": rng.choice(users)}]}).encode()
             head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                     f"Content-Length: {len(body)}\r\n\r\n").encode()
             start = time.perf_counter()
@@ -145,13 +141,11 @@ async def rest_client(port, model, users, stop, out, errors, rng):
 
 
 def top10_request(model: str, user: str):
-    """The benchmark's gRPC PredictRequest: top-10 for one user, nothing excluded."""
+    """The benchmark's gRPC PredictRequest: serving_default (top 10) for one user."""
     import tensorflow as tf
     from movierec.serving.client import predict_request
 
-    return predict_request(model, {"user_id": tf.make_tensor_proto(np.array([user], dtype=object)),
-                                   "k": tf.make_tensor_proto(np.int32(10)),
-                                   "exclude_movie_ids": tf.make_tensor_proto(np.array([[""]], dtype=object))})
+    return predict_request(model, {"user_id": tf.make_tensor_proto(np.array([user], dtype=object))})
 
 
 async def grpc_client(channel, model, users, stop, out, errors, rng):

@@ -226,3 +226,29 @@ def test_production_models_config_parses_with_both_models():
         ("mf", "/models/mf", "latest"), ("content", "/models/content", "latest")]
     dockerfile = open(os.path.join(REPO, "serving", "Dockerfile")).read()
     assert "FROM tensorflow/serving:" in dockerfile and "--model_config_file=/models/models.config" in dockerfile
+
+
+def test_production_image_batches_with_a_batching_parameters_file():
+    """The Dockerfile turns on TF Serving's batching with serving/batching_parameters.txt,
+    written in BatchingParameters' text format (the fields of TF Serving 2.16's
+    session_bundle_config.proto; the Int64Value ones as `name { value: n }`)."""
+    import re
+
+    from tests.conftest import REPO
+    dockerfile = open(os.path.join(REPO, "serving", "Dockerfile")).read()
+    assert '"--enable_batching=true"' in dockerfile
+    assert '"--batching_parameters_file=/models/batching_parameters.txt"' in dockerfile
+    assert "COPY batching_parameters.txt /models/batching_parameters.txt" in dockerfile
+    int64_fields = {"max_batch_size", "batch_timeout_micros", "max_enqueued_batches", "num_batch_threads"}
+    fields = {}
+    with open(os.path.join(REPO, "serving", "batching_parameters.txt")) as f:
+        for line in f:
+            line = line.split("#", 1)[0].strip()
+            if not line:
+                continue
+            m = re.fullmatch(r"(\w+) \{ value: (\d+) \}", line) or re.fullmatch(r"(pad_variable_length_inputs): (true)", line)
+            assert m, f"not a BatchingParameters line: {line!r}"
+            assert m.group(1) in int64_fields | {"pad_variable_length_inputs"} and m.group(1) not in fields
+            fields[m.group(1)] = m.group(2)
+    assert set(fields) == int64_fields | {"pad_variable_length_inputs"}
+    assert int(fields["max_batch_size"]) >= 1 and int(fields["num_batch_threads"]) >= 1
