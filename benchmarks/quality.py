@@ -43,6 +43,11 @@ from movierec.components.data import readers
 SEED = 42
 
 
+# The ml-latest-format dataset the tuning commands use beside real MovieLens folders: the
+# project's generator (`components/data/synth.py`) at a few thousand users.
+TUNING_SYNTHETIC = {"users": 2000, "movies": 3000, "ratings": 150_000, "seed": 7}
+
+
 @dataclasses.dataclass
 class Ratings:
     user: np.ndarray    # str [n]
@@ -55,6 +60,14 @@ def load(data_dir: str) -> tuple[Ratings, dict]:
     movies, _ = readers.read_movies(data_dir)
     return Ratings(np.array([r.user_id for r in records], object), np.array([r.movie_id for r in records], object),
                    np.array([r.rating for r in records], np.float32)), movies
+
+
+def write_tuning_synthetic(folder: str) -> str:
+    """Writes the TUNING_SYNTHETIC dataset (ml-latest layout) to `folder`; returns it."""
+    from movierec.components.data import synth
+
+    synth.generate(synth.SynthSpec(**TUNING_SYNTHETIC), folder)
+    return folder
 
 
 def subset(r: Ratings, idx) -> Ratings:

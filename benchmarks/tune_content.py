@@ -1,14 +1,13 @@
 """Choose the content model's default settings on validation splits, never on test.
 
     .venv/bin/python benchmarks/tune_content.py
-    .venv/bin/python benchmarks/tune_content.py --data-dir ../shared/data/ml-100k \\
-        --synth-users 3000 --synth-movies 4000 --synth-ratings 300000 --json rows.json
+    .venv/bin/python benchmarks/tune_content.py --data-dir ../shared/data/ml-100k --json rows.json
 
 Datasets: ML-100k (`--data-dir`) and an ml-latest-format dataset written by the project's
-generator (`components/data/synth.py`, `--synth-*`), or a real ml-latest folder given as
+generator (`quality.TUNING_SYNTHETIC`, the dataset `tune_mf.py` uses too), or a real ml-latest folder given as
 `--latest-dir`. For each, `benchmarks/quality.py`'s ranking protocol keeps its train part
 (per user 75/25, seed 42); that part is split again per user 75/25 (seed 43, as
-`quality.py --tune` does), so the test part is never read.
+`tune_mf.py` does), so the test part is never read.
 
 Every grid point is fitted on the first part with `profiles.fit` (the Trainer's code) and
 ranked with `ContentModel.scores` (the numbers `serving_default` ranks by, through the same
@@ -22,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib.util
 import itertools
 import json
 import os
@@ -31,22 +29,14 @@ import tempfile
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+import quality   # benchmarks/quality.py: a script's own folder is on sys.path
+
 # (profile, smoothing, deviation_weight, popularity_weight, decades); smoothing and
 # deviation_weight shape lift profiles only, so share profiles get one value of each
 LIFT_GRID = {"smoothing": (30.0, 100.0, 300.0), "deviation_weight": (0.0, 0.25, 0.5, 0.75, 1.0),
              "popularity_weight": (0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0), "decades": (False, True)}
 SHARE_GRID = {"popularity_weight": (0.0, 0.05, 0.1, 0.2, 0.4), "decades": (False, True)}
 TOP = 10
-
-
-def load_quality():
-    """benchmarks/quality.py as a module (it is a script, not a package member)."""
-    spec = importlib.util.spec_from_file_location("movierec_quality", os.path.join(HERE, "quality.py"))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module   # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
 
 
 def grid():
@@ -139,23 +129,16 @@ def main(argv=None) -> int:
     p.add_argument("--data-dir", default=os.environ.get("MOVIEREC_DATA_DIR", "../shared/data/ml-100k"),
                    help="the ML-100k folder")
     p.add_argument("--latest-dir", help="an ml-latest folder to use instead of a synthetic one")
-    p.add_argument("--synth-users", type=int, default=3000)
-    p.add_argument("--synth-movies", type=int, default=4000)
-    p.add_argument("--synth-ratings", type=int, default=300_000)
     p.add_argument("--show", type=int, default=12, help="table rows per dataset (plus the chosen and seed rows)")
     p.add_argument("--json", metavar="PATH", help="also write every row as a JSON list to PATH")
     args = p.parse_args(argv)
     from movierec.config import ContentConfig
-    from movierec.components.data import synth
-
-    quality = load_quality()
     with tempfile.TemporaryDirectory() as tmp:
         latest = args.latest_dir
         if latest is None:
-            spec = synth.SynthSpec(users=args.synth_users, movies=args.synth_movies, ratings=args.synth_ratings)
-            latest = os.path.join(tmp, "synthetic")
-            synth.generate(spec, latest)
-            latest_name = f"synthetic ml-latest ({spec.users} users, {spec.movies} movies, {spec.ratings} ratings)"
+            latest = quality.write_tuning_synthetic(os.path.join(tmp, "synthetic"))
+            spec = quality.TUNING_SYNTHETIC
+            latest_name = f"synthetic ml-latest ({spec['users']} users, {spec['movies']} movies, {spec['ratings']} ratings)"
         else:
             latest_name = f"ml-latest ({os.path.basename(os.path.normpath(latest))})"
         splits = {"ML-100k": validation_split(quality, args.data_dir, os.path.join(tmp, "v100k")),

@@ -127,8 +127,8 @@ class ContentConfig:
 
     profile: str = "lift"
     smoothing: float = 100.0
-    deviation_weight: float = 0.5
-    popularity_weight: float = 1.0
+    deviation_weight: float = 0.75
+    popularity_weight: float = 1.5
     decades: bool = True
 
     def __post_init__(self) -> None:
