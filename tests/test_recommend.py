@@ -317,3 +317,16 @@ def test_clients_use_serving_default_or_recommend(server, protocol):
     assert [[r.movie_id for r in row] for row in plain] == [["c", "b"], ["a", "c", "b"]]
     assert [[r.movie_id for r in row] for row in asked] == [["c", "a"], ["a", "c"]]
     assert asked[0][0].title == "C" and asked[0][0].score == pytest.approx(4.0)
+
+
+@pytest.mark.parametrize("protocol", ["--grpc", "--rest"])
+def test_movierec_recommend_command(server, protocol, capsys):
+    from movierec import cli
+    port = str(server.grpc_port if protocol == "--grpc" else server.rest_port)
+    assert cli.main(["recommend", "--user", "u2", "--model", "mf", protocol, "--port", port]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[1] for line in lines[1:]] == ["B", "C", "A"]    # serving_default: all 3 unseen
+    assert cli.main(["recommend", "--user", "u2", "-k", "1", "--exclude", "b", "--model", "mf", protocol,
+                     "--port", port]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[1] for line in lines[1:]] == ["C"]
