@@ -1,100 +1,74 @@
-"""Prometheus metrics in TF Serving's names, served at /monitoring/prometheus/metrics.
+"""Prometheus metrics in TF Serving's names, through prometheus_client:
 
-  :tensorflow:serving:request_count{model_name, status}                    counter
+  :tensorflow:serving:request_count{model_name, status}                    requests answered
   :tensorflow:serving:request_latency{model_name, API, entrypoint}         histogram (us)
 
-With several server processes (`movierec serve --workers N`) each worker publishes its
-counts to a shared folder (`publish`, about once a second and at every scrape) and a
-scrape of any worker renders the sum over all of them (`render(others=...)`).
+One server process keeps its counts in its own registry. Worker processes
+(`movierec serve --workers N`) use prometheus_client's multiprocess mode: the pool sets
+PROMETHEUS_MULTIPROC_DIR for each worker before prometheus_client is imported there, every
+worker's values live in files of that folder, and a scrape of any worker sums them all
+(`multiprocess.MultiProcessCollector`), those of workers that died included, so counts
+never go back.
+
+Names as TF Serving exposes them: prometheus_client writes a counter as `<name>_total`
+with a `<name>_created` sample; the exposition here keeps TF Serving's sample name
+`:tensorflow:serving:request_count` (typed `untyped`, since the text format's `counter`
+type would announce the `_total` name) and leaves out the `_created` samples.
 """
 from __future__ import annotations
 
-import bisect
-import json
 import os
-import threading
-from collections import defaultdict
 
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from prometheus_client.core import Metric
+
+REQUEST_COUNT = ":tensorflow:serving:request_count"
+REQUEST_LATENCY = ":tensorflow:serving:request_latency"
 # microsecond buckets, 10 us .. ~10 s
-BUCKETS_US = [10 * 1.8 ** i for i in range(24)]
+BUCKETS_US = [float(round(10 * 1.8 ** i)) for i in range(24)]
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def multiprocess_dir() -> str | None:
+    """The shared folder of multiprocess mode, if this process is a worker of a pool."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+
+
+class _TfServingNames:
+    """A collector that re-exposes `source`'s families in TF Serving's names (module doc)."""
+
+    def __init__(self, source):
+        self.source = source
+
+    def collect(self):
+        for family in self.source.collect():
+            if family.name == REQUEST_COUNT:
+                renamed = Metric(REQUEST_COUNT, family.documentation, "unknown")
+                for s in family.samples:
+                    if s.name == REQUEST_COUNT + "_total":
+                        renamed.add_sample(REQUEST_COUNT, s.labels, s.value)
+                yield renamed
+            else:
+                family.samples = [s for s in family.samples if not s.name.endswith("_created")]
+                yield family
 
 
 class Metrics:
     def __init__(self):
-        self._lock = threading.Lock()
-        self._counts: dict[tuple, int] = defaultdict(int)
-        self._hist: dict[tuple, list[int]] = {}
-        self._sums: dict[tuple, float] = defaultdict(float)
+        registry = CollectorRegistry()   # one per server, so that several servers share no counts
+        self._count = Counter(REQUEST_COUNT, "Requests answered, by model and status code.",
+                              ["model_name", "status"], registry=registry)
+        self._latency = Histogram(REQUEST_LATENCY, "Request latency in microseconds.",
+                                  ["model_name", "API", "entrypoint"], buckets=BUCKETS_US, registry=registry)
+        folder = multiprocess_dir()
+        source = multiprocess.MultiProcessCollector(None, folder) if folder else registry
+        self._exposition = CollectorRegistry()
+        self._exposition.register(_TfServingNames(source))
 
     def observe(self, model: str, api: str, entrypoint: str, status: str, seconds: float) -> None:
-        us = seconds * 1e6
-        key = (model, api, entrypoint)
-        with self._lock:
-            self._counts[(model, status)] += 1
-            buckets = self._hist.setdefault(key, [0] * (len(BUCKETS_US) + 1))
-            buckets[bisect.bisect_left(BUCKETS_US, us)] += 1
-            self._sums[key] += us
+        self._count.labels(model, status).inc()
+        self._latency.labels(model, api, entrypoint).observe(seconds * 1e6)
 
-    def snapshot(self) -> dict:
-        """The counts as JSON-able lists (for other workers to add up)."""
-        with self._lock:
-            return {"counts": [[*k, n] for k, n in self._counts.items()],
-                    "hist": [[*k, list(b), self._sums[k]] for k, b in self._hist.items()]}
-
-    def publish(self, folder: str, worker: str) -> None:
-        """Writes the snapshot to <folder>/<worker>.json (atomically: temp file + rename)."""
-        path = os.path.join(folder, f"{worker}.json")
-        with open(path + ".tmp", "w") as f:
-            json.dump(self.snapshot(), f)
-        os.replace(path + ".tmp", path)
-
-    def render(self, others: list[dict] = ()) -> str:
-        """Prometheus text of these counts plus `others` (snapshots of other workers)."""
-        with self._lock:
-            counts = defaultdict(int, self._counts)
-            hist = {k: list(b) for k, b in self._hist.items()}
-            sums = defaultdict(float, self._sums)
-        for snap in others:
-            for *key, n in snap["counts"]:
-                counts[tuple(key)] += n
-            for model, api, entry, buckets, total_us in snap["hist"]:
-                key = (model, api, entry)
-                mine = hist.setdefault(key, [0] * len(buckets))
-                hist[key] = [a + b for a, b in zip(mine, buckets)]
-                sums[key] += total_us
-
-        def labels(**kv):
-            return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in kv.items()) + "}"
-
-        out = ["# TYPE :tensorflow:serving:request_count counter"]
-        for (model, status), n in sorted(counts.items()):
-            out.append(":tensorflow:serving:request_count" + labels(model_name=model, status=status) + f" {n}")
-        out.append("# TYPE :tensorflow:serving:request_latency histogram")
-        for (model, api, entry), buckets in sorted(hist.items()):
-            base = dict(model_name=model, API=api, entrypoint=entry)
-            total = 0
-            for bound, n in zip(BUCKETS_US + [float("inf")], buckets):
-                total += n
-                le = "+Inf" if bound == float("inf") else f"{bound:.0f}"
-                out.append(":tensorflow:serving:request_latency_bucket" + labels(**base, le=le) + f" {total}")
-            out.append(":tensorflow:serving:request_latency_sum" + labels(**base) + f" {sums[(model, api, entry)]:.0f}")
-            out.append(":tensorflow:serving:request_latency_count" + labels(**base) + f" {total}")
-        return "\n".join(out) + "\n"
-
-
-def read_published(folder: str, skip: str) -> list[dict]:
-    """Snapshots in `folder` except <skip>.json. Files are replaced atomically; one removed
-    between listing and reading (its folder is being cleaned up) is left out."""
-    out = []
-    for entry in sorted(os.listdir(folder)):
-        if entry.endswith(".json") and entry != f"{skip}.json":
-            try:
-                with open(os.path.join(folder, entry)) as f:
-                    out.append(json.load(f))
-            except FileNotFoundError:
-                continue
-    return out
-
-
-def _escape(value: str) -> str:
-    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    def render(self) -> str:
+        """Prometheus text format 0.0.4 (every worker's counts in multiprocess mode)."""
+        return generate_latest(self._exposition).decode("utf-8")

@@ -25,6 +25,12 @@ class BatchingOptions:
     max_batch_rows: int = 256
     timeout_micros: int = 0     # 0: merge the requests read in the same pass of the loop
 
+    def __post_init__(self):
+        if self.max_batch_rows < 1:
+            raise ValueError(f"max_batch_size must be >= 1, got {self.max_batch_rows}")
+        if self.timeout_micros < 0:
+            raise ValueError(f"batch_timeout_micros must be >= 0, got {self.timeout_micros}")
+
 
 @dataclasses.dataclass(frozen=True)
 class ServerOptions:
@@ -40,6 +46,7 @@ class ServerOptions:
     batch_timeout_micros: int = 0   # 0: merge the requests read in the same pass of the loop
     max_batch_rows: int = 256
     workers: int = 1                # server processes on the same ports (serving/workers.py)
+    metrics_path: str | None = "/monitoring/prometheus/metrics"   # None: no metrics endpoint
 
     def __post_init__(self):
         for name in ("model_threads", "workers", "max_batch_rows"):

@@ -5,7 +5,8 @@
   POST /v1/models/{name}[/versions/{v}|/labels/{l}]:predict    row or columnar JSON
   POST /v1/models/{name}[/versions/{v}|/labels/{l}]:classify   {"examples": [...]} (tf.Examples)
   POST /v1/models/{name}[/versions/{v}|/labels/{l}]:regress    {"examples": [...]} (tf.Examples)
-  GET  /monitoring/prometheus/metrics                           Prometheus text format
+  GET  /monitoring/prometheus/metrics                           Prometheus text format (the path
+                                                                of --monitoring_config_file)
 Errors: {"error": "<message>"} with the HTTP status TF Serving maps the code to; a path that
 fits no route (or the wrong method for it) is 400 "Malformed request: <METHOD> <path>".
 
@@ -28,13 +29,12 @@ import grpc
 from aiohttp import web
 from tensorflow.core.framework import types_pb2
 
-from movierec.serving import protos, tensor_json
+from movierec.serving import metrics, protos, tensor_json
 from movierec.serving.errors import ServingError, invalid_argument
 from movierec.serving.service import PredictionCore
 
 log = logging.getLogger(__name__)
 
-METRICS_PATH = "/monitoring/prometheus/metrics"
 SERVER_NAME = "movierec-serving"
 # TF Serving's two REST routes (http_rest_api_util.cc), case-insensitive as there: POST
 # for :predict/:classify/:regress, GET for status and metadata; anything else is
@@ -126,8 +126,9 @@ def _requested_signature(body) -> str:
 class RestApi:
     """TF Serving's REST routes: (method, target, body) -> (HTTP status, body, content type)."""
 
-    def __init__(self, core: PredictionCore):
+    def __init__(self, core: PredictionCore, metrics_path: str | None = None):
         self.core = core
+        self.metrics_path = metrics_path
 
     async def handle(self, method: str, target: str, body: bytes, arrived: float) -> tuple[int, bytes, str]:
         try:
@@ -140,8 +141,8 @@ class RestApi:
             return _error(e)
 
     def _get(self, target: str):
-        if urllib.parse.urlsplit(target).path == METRICS_PATH:
-            return 200, self.core.render_metrics().encode(), "text/plain; version=0.0.4"
+        if self.metrics_path is not None and urllib.parse.urlsplit(target).path == self.metrics_path:
+            return 200, self.core.render_metrics().encode(), metrics.CONTENT_TYPE
         name, version, label, metadata, _ = _parse_path("GET", target)
         _one_version_choice(version, label)
         if metadata:
@@ -241,11 +242,13 @@ class RestServer:
         await self.runner.cleanup()
 
 
-async def start_rest_server(core: PredictionCore, sock: socket.socket) -> RestServer:
+async def start_rest_server(core: PredictionCore, sock: socket.socket,
+                            metrics_path: str | None = None) -> RestServer:
     """Serves TF Serving's REST API with aiohttp on a listening socket, from the running
-    loop. Every path and method reaches `RestApi.handle`, which answers TF Serving's
-    "Malformed request" for paths outside its routes."""
-    api = RestApi(core)
+    loop, and Prometheus metrics at metrics_path (GET; None: no metrics page). Every path
+    and method reaches `RestApi.handle`, which answers TF Serving's "Malformed request" for
+    paths outside its routes."""
+    api = RestApi(core, metrics_path)
 
     async def handler(request: web.Request) -> web.Response:
         return await _respond(api, request)

@@ -52,11 +52,10 @@ def listen_socket(host: str, port: int, what: str, reuse_port: bool = False) -> 
 
 class ModelServer:
     """One server process. reuse_port: bind both ports with SO_REUSEPORT, alongside the
-    other workers of a `serving.workers.WorkerPool`; metrics_share is set by the pool too
-    (see `serving.metrics`)."""
+    other workers of a `serving.workers.WorkerPool`."""
 
     def __init__(self, specs: list[ModelSpec], options: ServerOptions = ServerOptions(), *,
-                 reuse_port: bool = False, metrics_share: tuple[str, str] | None = None):
+                 reuse_port: bool = False):
         self.options = options
         self.reuse_port = reuse_port
         self.manager = ModelManager(specs, poll_seconds=options.poll_seconds, run_warmup=options.warmup)
@@ -65,9 +64,8 @@ class ModelServer:
                     if options.enable_batching else None)
         self.core = PredictionCore(self.manager, options.limits, executor=self._executor,
                                    inline_max_rows=options.inline_max_rows, batching=batching)
-        self.core.metrics_share = metrics_share
         self._grpc = self._rest = None
-        self._loop = self._thread = self._publisher = None
+        self._loop = self._thread = None
         self.grpc_port = self.rest_port = None
 
     def start(self) -> "ModelServer":
@@ -94,22 +92,13 @@ class ModelServer:
                                                              self.reuse_port)
         rest_sock = listen_socket(host, self.options.rest_port, "REST", self.reuse_port)
         try:
-            self._rest = await start_rest_server(self.core, rest_sock)
+            self._rest = await start_rest_server(self.core, rest_sock, self.options.metrics_path)
         except BaseException:
             rest_sock.close()
             raise
         self.rest_port = self._rest.port
-        if self.core.metrics_share is not None:
-            self._publish_metrics()
-
-    def _publish_metrics(self) -> None:
-        """Every second: this worker's counts to the shared folder (see metrics)."""
-        self.core.metrics.publish(*self.core.metrics_share)
-        self._publisher = self._loop.call_later(1.0, self._publish_metrics)
 
     async def _stop_front_ends(self) -> None:
-        if self._publisher is not None:
-            self._publisher.cancel()
         if self._rest is not None:
             await self._rest.close()
         if self._grpc is not None:

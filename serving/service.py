@@ -23,7 +23,7 @@ import numpy as np
 from movierec.serving.batching import LoopBatcher, run_group
 from movierec.serving.errors import ServingError, invalid_argument
 from movierec.serving.manager import ModelManager
-from movierec.serving.metrics import Metrics, read_published
+from movierec.serving.metrics import Metrics
 from movierec.serving.options import BatchingOptions, Limits
 
 
@@ -41,7 +41,6 @@ class PredictionCore:
         self.loop_batcher = (LoopBatcher(self._run_group, batching.max_batch_rows, batching.timeout_micros)
                              if batching is not None else None)
         self._slots = threading.BoundedSemaphore(limits.max_concurrent_requests)
-        self.metrics_share: tuple[str, str] | None = None   # (folder, worker name): see metrics
 
     @contextmanager
     def request(self, model: str, api: str, entrypoint: str):
@@ -58,6 +57,9 @@ class PredictionCore:
         except ServingError as e:
             status = e.code.name
             raise
+        except asyncio.CancelledError:   # the client went away (a gRPC cancel or reset)
+            status = "CANCELLED"
+            raise
         except Exception:
             status = "INTERNAL"
             raise
@@ -66,12 +68,8 @@ class PredictionCore:
             self.metrics.observe(model, api, entrypoint, status, time.perf_counter() - started)
 
     def render_metrics(self) -> str:
-        """Prometheus text: this process's counts, plus the other workers' when shared."""
-        if self.metrics_share is None:
-            return self.metrics.render()
-        folder, me = self.metrics_share
-        self.metrics.publish(folder, me)
-        return self.metrics.render(read_published(folder, me))
+        """Prometheus text: this server's counts (every worker's, in a worker pool)."""
+        return self.metrics.render()
 
     def check_batch(self, inputs: dict) -> None:
         for alias, value in inputs.items():

@@ -14,8 +14,9 @@ stops them all on SIGTERM / Ctrl-C.
 
 What is per worker: each loads and polls the model versions itself, so during a version
 swap one connection may see the new version a poll interval before another. Prometheus
-counts are shared: each worker publishes its counts to a folder once a second and a scrape
-of any worker sums them all (`serving.metrics`).
+counts are shared through prometheus_client's multiprocess mode (a folder of the pool's,
+PROMETHEUS_MULTIPROC_DIR in each worker): a scrape of any worker sums them all
+(`serving.metrics`).
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ import queue
 import shutil
 import signal
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -70,9 +72,14 @@ def _worker_main(specs, options, index, metrics_dir, ready) -> None:
     signal.signal(signal.SIGTERM, lambda *a: stop.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s %(levelname)s worker-{index} %(name)s: %(message)s")
+    # prometheus_client picks its multiprocess mode when first imported
+    if "prometheus_client" in sys.modules:
+        raise RuntimeError("prometheus_client was imported before the worker set PROMETHEUS_MULTIPROC_DIR: "
+                           "its counts would not be shared")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     from movierec.serving.server import ModelServer  # noqa: PLC0415 - TensorFlow in the worker only
 
-    server = ModelServer(specs, options, reuse_port=True, metrics_share=(metrics_dir, f"worker-{index}"))
+    server = ModelServer(specs, options, reuse_port=True)
     try:
         server.start()
     except BaseException as e:

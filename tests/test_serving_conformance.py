@@ -203,7 +203,13 @@ def test_prometheus_metrics_count_requests(server):
     with urllib.request.urlopen(f"http://127.0.0.1:{server.rest_port}/monitoring/prometheus/metrics", timeout=10) as r:
         text = r.read().decode()
     assert ':tensorflow:serving:request_count{model_name="default",status="OK"}' in text
-    assert ':tensorflow:serving:request_latency_bucket{model_name="default",API="predict",entrypoint="REST",le="+Inf"}' in text
+    from prometheus_client.parser import text_string_to_metric_families
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(text) for s in family.samples}
+    key = (":tensorflow:serving:request_latency_bucket",
+           (("API", "predict"), ("entrypoint", "REST"), ("le", "+Inf"), ("model_name", "default")))
+    assert samples[key] >= 1
+    assert not any(name.endswith(("_created", "_total")) for name, _ in samples)
 
 
 def test_model_config_parsing_errors(tmp_path):
