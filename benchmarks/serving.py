@@ -282,7 +282,7 @@ def main() -> int:
 
     flags = [*(["--enable_batching"] if args.enable_batching else []),
              *(["--workers", str(args.workers)] if args.workers != 1 else [])]
-    started = start_server(["--serving-root", args.serving_root, "--file_system_poll_wait_seconds", "0", *flags])
+    started = start_server(["--serving_root", args.serving_root, "--file_system_poll_wait_seconds", "0", *flags])
     if started is None:
         return 1
     server, grpc_port, rest_port = started

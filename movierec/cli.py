@@ -173,39 +173,61 @@ def _build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("report", help="print the latest evaluation report of each model")
     rp.add_argument("--output-dir", default=DEFAULT_OUTPUT_DIR)
 
-    sv = sub.add_parser("serve", help="serve models over TF Serving's gRPC (8500) and REST (8501) APIs")
-    sv.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
+    sv = sub.add_parser("serve", help="serve models over TF Serving's gRPC (8500) and REST (8501) APIs",
+                        description="Flags shared with tensorflow_model_server have its names and meanings; "
+                                    "the others are movierec's own (marked 'movierec:').")
+    # tensorflow_model_server's flags
     sv.add_argument("--port", type=int, default=8500, help="gRPC port (default: %(default)s)")
-    sv.add_argument("--rest_api_port", type=int, default=8501, help="REST port (default: %(default)s)")
-    sv.add_argument("--model_config_file", default=None, help="TF Serving models.config (text ModelServerConfig)")
+    sv.add_argument("--rest_api_port", type=int, default=8501,
+                    help="REST port (default: %(default)s, as TF Serving's Docker image; 0 picks a free port "
+                         "here, where tensorflow_model_server turns REST off)")
+    sv.add_argument("--model_config_file", default=None, help="TF Serving's text ModelServerConfig (models.config)")
+    sv.add_argument("--model_config_file_poll_wait_seconds", type=int, default=0,
+                    help="re-read --model_config_file this often and serve its models; 0: read once "
+                         "(default: %(default)s)")
     sv.add_argument("--model_name", default=None, help="with --model_base_path: serve one model")
-    sv.add_argument("--model_base_path", default=None)
-    sv.add_argument("--serving-root", default=os.path.join(DEFAULT_OUTPUT_DIR, "serving"),
-                    help="with no model flags: serve every <serving-root>/<model>/ (default: %(default)s)")
+    sv.add_argument("--model_base_path", default=None, help="folder of the model's numeric version folders")
     sv.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0,
                     help="how often to look for new versions; 0: only at start (default: %(default)s)")
-    sv.add_argument("--no-warmup", action="store_true", help="skip assets.extra warmup replay")
-    sv.add_argument("--enable_batching", action="store_true",
+    sv.add_argument("--enable_batching", type=_flag_bool, nargs="?", const=True, default=False,
                     help="merge concurrent requests into one signature call (server-side batching)")
-    sv.add_argument("--batch_timeout_micros", type=int, default=0,
-                    help="with --enable_batching: how long a batch waits for company; 0 merges the "
-                         "requests already read (default: %(default)s)")
-    sv.add_argument("--model-threads", type=int, default=2,
-                    help="threads for model calls too big to run on the serving loop (default: %(default)s)")
-    sv.add_argument("--inline-max-rows", type=int, default=64,
-                    help="model calls of at most this many rows run on the serving loop, bigger "
-                         "ones on a model thread (default: %(default)s)")
-    sv.add_argument("--workers", type=int, default=1,
-                    help="server processes sharing the two ports, each new connection going to "
-                         "the one with the fewest; each loads every model, so memory grows with N. "
-                         "For latency under load: --workers 2 --enable_batching on 2 cores "
-                         "(default: %(default)s)")
-    sv.add_argument("--max-concurrent-requests", type=int, default=64)
-    sv.add_argument("--max-batch-size", type=int, default=10_000)
-    sv.add_argument("--max-body-bytes", type=int, default=16 << 20)
+    sv.add_argument("--batching_parameters_file", default=None,
+                    help="TF Serving's text BatchingParameters: max_batch_size and batch_timeout_micros are "
+                         "used, its thread and queue settings accepted and ignored")
+    sv.add_argument("--monitoring_config_file", default=None,
+                    help="TF Serving's text MonitoringConfig: prometheus_config { enable path } sets the "
+                         "metrics page (without the flag: on, at /monitoring/prometheus/metrics)")
+    sv.add_argument("--enable_model_warmup", type=_flag_bool, nargs="?", const=True, default=True,
+                    help="replay assets.extra/tf_serving_warmup_requests when loading (default: true)")
     sv.add_argument("--rest_api_timeout_in_ms", type=int, default=30_000,
                     help="REST: a request not started on the model this long after it arrived gets "
                          "504 DEADLINE_EXCEEDED (gRPC uses the client's deadline) (default: %(default)s)")
+    sv.add_argument("--rest_api_num_threads", type=int, default=None,
+                    help="accepted for compatibility and ignored: REST runs on the serving loop "
+                         "(see --model_threads, --workers)")
+    # movierec's own
+    sv.add_argument("--host", default="127.0.0.1", help="movierec: address to bind (default: %(default)s)")
+    sv.add_argument("--serving_root", "--serving-root", default=os.path.join(DEFAULT_OUTPUT_DIR, "serving"),
+                    help="movierec: with no model flags, serve every <serving_root>/<model>/ (default: %(default)s)")
+    sv.add_argument("--no-warmup", action="store_true", help="movierec: same as --enable_model_warmup=false")
+    sv.add_argument("--batch_timeout_micros", type=int, default=None,
+                    help="movierec: with --enable_batching, how long a batch waits for company; 0 merges the "
+                         "requests already read (default: the batching parameters file's, else 0)")
+    sv.add_argument("--model_threads", "--model-threads", type=int, default=2,
+                    help="movierec: threads for model calls too big to run on the serving loop (default: %(default)s)")
+    sv.add_argument("--inline_max_rows", "--inline-max-rows", type=int, default=64,
+                    help="movierec: model calls of at most this many rows run on the serving loop, bigger "
+                         "ones on a model thread (default: %(default)s)")
+    sv.add_argument("--workers", type=int, default=1,
+                    help="movierec: server processes sharing the two ports (SO_REUSEPORT: the kernel spreads "
+                         "connections); each loads every model, so memory grows with N. For latency under "
+                         "load: --workers 2 --enable_batching on 2 cores (default: %(default)s)")
+    sv.add_argument("--max_concurrent_requests", "--max-concurrent-requests", type=int, default=64,
+                    help="movierec: beyond this, RESOURCE_EXHAUSTED / HTTP 429 (default: %(default)s)")
+    sv.add_argument("--max_request_rows", "--max-batch-size", type=int, default=10_000,
+                    help="movierec: most rows in one request's inputs (default: %(default)s)")
+    sv.add_argument("--max_body_bytes", "--max-body-bytes", type=int, default=16 << 20,
+                    help="movierec: largest REST body / gRPC message (default: %(default)s)")
 
     rc = sub.add_parser("recommend", help="top-k recommendations from a running server")
     rc.add_argument("--user", action="append", required=True, help="user id (repeat for several)")
@@ -478,6 +500,16 @@ def _run_pipeline(args, config: PipelineConfig, started: float) -> int:
 
 
 # -- serve / recommend ---------------------------------------------------------------------
+def _flag_bool(text: str) -> bool:
+    """A boolean flag's value as tensorflow_model_server reads it: --flag, --flag=true|false|1|0."""
+    value = text.strip().lower()
+    if value in ("true", "1", "yes"):
+        return True
+    if value in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
 def _model_specs(args):
     from movierec.serving import model_config  # noqa: PLC0415
 
@@ -504,19 +536,30 @@ def _cmd_serve(args) -> int:
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_DATA_ERROR
-    from movierec.serving.options import Limits, ServerOptions  # noqa: PLC0415
+    from movierec.serving.options import BatchingOptions, Limits, ServerOptions  # noqa: PLC0415
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *a: stop.set())   # before starting: a worker pool is never orphaned
     try:
+        from movierec.serving import config_files  # noqa: PLC0415
+
+        batching = (config_files.load_batching_parameters(args.batching_parameters_file)
+                    if args.batching_parameters_file else BatchingOptions())
+        metrics_path = (config_files.load_monitoring_config(args.monitoring_config_file)
+                        if args.monitoring_config_file else config_files.METRICS_PATH)
         options = ServerOptions(host=args.host, grpc_port=args.port, rest_port=args.rest_api_port,
-                                poll_seconds=args.file_system_poll_wait_seconds, warmup=not args.no_warmup,
-                                limits=Limits(args.max_batch_size, args.max_concurrent_requests, args.max_body_bytes,
+                                poll_seconds=args.file_system_poll_wait_seconds,
+                                warmup=args.enable_model_warmup and not args.no_warmup,
+                                limits=Limits(args.max_request_rows, args.max_concurrent_requests, args.max_body_bytes,
                                               args.rest_api_timeout_in_ms / 1000),
-                                enable_batching=args.enable_batching, batch_timeout_micros=args.batch_timeout_micros,
+                                enable_batching=args.enable_batching, max_batch_rows=batching.max_batch_rows,
+                                batch_timeout_micros=(args.batch_timeout_micros if args.batch_timeout_micros is not None
+                                                      else batching.timeout_micros),
                                 model_threads=args.model_threads, inline_max_rows=args.inline_max_rows,
-                                workers=args.workers)
+                                workers=args.workers, metrics_path=metrics_path,
+                                model_config_file=args.model_config_file,
+                                model_config_poll_seconds=args.model_config_file_poll_wait_seconds)
         if options.workers > 1:   # a supervisor (no TensorFlow here) and N serving processes
             from movierec.serving.workers import WorkerPool  # noqa: PLC0415
             running = WorkerPool(specs, options).start()

@@ -50,6 +50,7 @@ class ModelManager:
         self._loader = loader
         self._entries: dict[str, dict[int, VersionEntry]] = {s.name: {} for s in specs}
         self._lock = threading.Lock()
+        self._sync_lock = threading.Lock()   # one poll or reload at a time
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -73,8 +74,29 @@ class ModelManager:
                 log.exception("model poll failed")
 
     def poll_once(self) -> None:
-        for spec in self.specs.values():
-            self._sync_model(spec)
+        with self._sync_lock:
+            for spec in list(self.specs.values()):
+                self._sync_model(spec)
+
+    def reload(self, specs: list[ModelSpec]) -> None:
+        """Serve this model list from now on (a reloaded model config file): new and changed
+        models are loaded first, then the models no longer listed are unloaded, so that a
+        model that stays listed is never without a version."""
+        new = {s.name: s for s in specs}
+        if len(new) != len(specs):
+            raise ValueError(f"model names must be unique, got {[s.name for s in specs]}")
+        with self._sync_lock:
+            with self._lock:
+                for name in new:
+                    self._entries.setdefault(name, {})
+                self.specs = {**self.specs, **new}
+            for spec in new.values():
+                self._sync_model(spec)
+            with self._lock:
+                for name in set(self.specs) - set(new):
+                    del self._entries[name]
+                    log.info("model %s: no longer in the model config; unloaded", name)
+                self.specs = new
 
     def _sync_model(self, spec: ModelSpec) -> None:
         on_disk = version_dirs.list_versions(spec.base_path)

@@ -62,7 +62,7 @@ def parse_model_config(text: str, relative_to: str = ".") -> list[ModelSpec]:
     try:
         text_format.Parse(text, config)
     except text_format.ParseError as e:
-        raise ValueError(f"models.config: {e}") from None
+        raise ValueError(f"models.config: Error parsing text-format tensorflow.serving.ModelServerConfig: {e}") from None
     if not config.HasField("model_config_list"):
         raise ValueError("models.config: expected a model_config_list")
     specs, seen = [], set()

@@ -47,11 +47,13 @@ class ServerOptions:
     max_batch_rows: int = 256
     workers: int = 1                # server processes on the same ports (serving/workers.py)
     metrics_path: str | None = "/monitoring/prometheus/metrics"   # None: no metrics endpoint
+    model_config_file: str | None = None    # re-read every model_config_poll_seconds (0: never)
+    model_config_poll_seconds: float = 0.0
 
     def __post_init__(self):
         for name in ("model_threads", "workers", "max_batch_rows"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("inline_max_rows", "batch_timeout_micros", "poll_seconds"):
+        for name in ("inline_max_rows", "batch_timeout_micros", "poll_seconds", "model_config_poll_seconds"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")

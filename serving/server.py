@@ -50,6 +50,15 @@ def listen_socket(host: str, port: int, what: str, reuse_port: bool = False) -> 
     return sock
 
 
+def _read_text(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError as e:
+        log.error("model config %s cannot be read: %s", path, e)
+        return None
+
+
 class ModelServer:
     """One server process. reuse_port: bind both ports with SO_REUSEPORT, alongside the
     other workers of a `serving.workers.WorkerPool`."""
@@ -66,6 +75,8 @@ class ModelServer:
                                    inline_max_rows=options.inline_max_rows, batching=batching)
         self._grpc = self._rest = None
         self._loop = self._thread = None
+        self._config_stop = threading.Event()
+        self._config_thread = None
         self.grpc_port = self.rest_port = None
 
     def start(self) -> "ModelServer":
@@ -82,9 +93,32 @@ class ModelServer:
         # out of the garbage collector's reach: a full collection over it is a pause every
         # request in flight would wait out.
         gc.freeze()
+        if self.options.model_config_file and self.options.model_config_poll_seconds > 0:
+            self._config_thread = threading.Thread(target=self._poll_model_config, name="model-config-poller",
+                                                   daemon=True)
+            self._config_thread.start()
         log.info("serving %s: gRPC %s:%d, REST %s:%d", self.manager.model_names(),
                  self.options.host, self.grpc_port, self.options.host, self.rest_port)
         return self
+
+    def _poll_model_config(self) -> None:
+        """--model_config_file_poll_wait_seconds: re-reads the model config file and serves
+        its model list when its text changed; a file that does not parse is logged and the
+        models being served go on."""
+        from movierec.serving.model_config import load_model_config  # noqa: PLC0415
+
+        path = self.options.model_config_file
+        last = _read_text(path)
+        while not self._config_stop.wait(self.options.model_config_poll_seconds):
+            text = _read_text(path)
+            if text is None or text == last:
+                continue
+            last = text
+            try:
+                self.manager.reload(load_model_config(path))
+                log.info("model config %s reloaded: serving %s", path, self.manager.model_names())
+            except (ValueError, OSError) as e:
+                log.error("model config %s not reloaded: %s", path, e)
 
     async def _start_front_ends(self) -> None:
         host = self.options.host
@@ -105,6 +139,9 @@ class ModelServer:
             await self._grpc.stop(grace=2)
 
     def stop(self) -> None:
+        self._config_stop.set()
+        if self._config_thread is not None:
+            self._config_thread.join(timeout=30)
         if self._loop is not None:
             if self._thread.is_alive():
                 asyncio.run_coroutine_threadsafe(self._stop_front_ends(), self._loop).result(timeout=30)

@@ -59,3 +59,23 @@ def test_serve_on_a_port_in_use_says_so(tmp_path, capsys):
     assert code == cli.EXIT_DATA_ERROR
     err = capsys.readouterr().err
     assert "error: serve:" in err and str(port) in err, err
+
+
+def test_serve_refuses_flag_files_that_do_not_parse_naming_them(tmp_path, capsys):
+    base = tmp_path / "half"
+    base.mkdir()
+    batching = tmp_path / "batching.txt"
+    batching.write_text("max_batch_size { value: 0 }")
+    monitoring = tmp_path / "monitoring.txt"
+    monitoring.write_text("prometheus_config { enabel: true }")
+    for flags, message in (
+            ([f"--batching_parameters_file={batching}"], "max_batch_size must be >= 1, got 0"),
+            ([f"--monitoring_config_file={monitoring}"],
+             "--monitoring_config_file: error parsing text-format tensorflow.serving.MonitoringConfig"),
+            (["--enable_model_warmup=maybe"], "expected true or false, got 'maybe'")):
+        try:
+            code = cli.main(["serve", "--model_name", "half", "--model_base_path", str(base), *flags])
+        except SystemExit as e:   # argparse refuses a bad flag value itself
+            code = e.code
+        assert code != 0, flags
+        assert message in capsys.readouterr().err, flags

@@ -9,8 +9,8 @@ half_plus_two, y = 0.5 x + 2, called over gRPC and REST), and
 label `Version_Label` -> 123). The docstring of each test names the case.
 
 Servers run in-process on free ports (`ModelServer(..., ServerOptions(grpc_port=0,
-rest_port=0))`). A case that needs a flag `movierec serve` does not have runs the
-`movierec serve` command with TF Serving's flag and is marked xfail (strict), naming the flag.
+rest_port=0))`). A case about a flag runs the `movierec serve` command with TF Serving's
+flag.
 Models TF Serving builds in its tests (half_plus_three, TF2 `tf.saved_model.save` exports)
 are built here the same way. The half_plus_two models and expected JSON come from
 `<shared>/tfserving-testdata` (MOVIEREC_SHARED_DIR, or ../shared next to the repository).
@@ -338,8 +338,6 @@ def test_predict_batching():
         s.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="movierec serve has no --batching_parameters_file flag "
-                                       "(TF Serving's BatchingParameters text proto)")
 def test_predict_batching_parameters_file():
     """tensorflow_model_server_test_base.py: RunServer(batching_parameters_file=...) and
     _TestPredict (testPredictBatching): --enable_batching --batching_parameters_file."""
@@ -369,8 +367,6 @@ def test_good_model_config(tmp_path, half_plus_three):
         s.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="a models.config parse error does not say TF Serving's "
-                                       "'Error parsing text-format tensorflow.serving.ModelServerConfig'")
 def test_bad_model_config(tmp_path):
     """tensorflow_model_server_test.py: testBadModelConfig (testdata/bad_model_config.txt)."""
     path = tmp_path / "bad_model_config.txt"
@@ -380,8 +376,6 @@ def test_bad_model_config(tmp_path):
     assert "Error parsing text-format tensorflow.serving.ModelServerConfig" in str(e.value)
 
 
-@pytest.mark.xfail(strict=True, reason="movierec serve has no --model_config_file_poll_wait_seconds flag "
-                                       "(the model config file is read once, at start)")
 def test_model_config_reload(tmp_path, half_plus_three):
     """tensorflow_model_server_test.py: testModelConfigReload (poll period 1 s; the config
     rewritten to half_plus_three is served within 10 s)."""
@@ -400,7 +394,6 @@ def test_model_config_reload(tmp_path, half_plus_three):
         cmd.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="movierec serve has no --model_config_file_poll_wait_seconds flag")
 def test_model_config_reload_with_zero_poll_period(tmp_path, half_plus_three):
     """tensorflow_model_server_test.py: testModelConfigReloadWithZeroPollPeriod (poll period 0:
     the rewritten config is not read, half_plus_two goes on answering)."""
@@ -472,7 +465,6 @@ def test_prometheus_endpoint(server):
         assert "# TYPE" in r.read().decode("utf-8")
 
 
-@pytest.mark.xfail(strict=True, reason="movierec serve has no --monitoring_config_file flag")
 def test_prometheus_endpoint_monitoring_config_file(tmp_path):
     """tensorflow_model_server_test.py: testPrometheusEndpoint, with its
     --monitoring_config_file=testdata/monitoring_config.txt."""
