@@ -523,8 +523,7 @@ def topk_breakdown(model_dir: str, users: list[str], reps: int = 500) -> dict[st
     s0 = score(user_idx[0])
     top0 = top_k(s0).indices
 
-    full_fn = tf.saved_model.load(model_dir).signatures["serving_default"]
-    ex = tf.constant([[""]])
+    full_fn = tf.saved_model.load(model_dir).signatures["serving_default"]   # user_id [B] -> top 10
     pieces = {
         "tf.function call, no work": (noop, [(s0,)]),
         "score: gather p_u, matmul [1,d]x[d,N] + biases": (score, [(x,) for x in user_idx]),
@@ -533,7 +532,7 @@ def topk_breakdown(model_dir: str, users: list[str], reps: int = 500) -> dict[st
         "top_k(10) over [1,N]": (top_k, [(s0,)]),
         "3 string gathers of 10 + where": (strings, [(top0,)]),
         "whole serving_default (signature call)": (
-            lambda uid: full_fn(user_id=uid, k=k, exclude_movie_ids=ex),
+            lambda uid: full_fn(user_id=uid),
             [(tf.constant([users[i % len(users)]]),) for i in range(64)]),
     }
     # round robin, so that load from elsewhere on the machine hits every piece alike
