@@ -228,6 +228,21 @@ def _build_parser() -> argparse.ArgumentParser:
                     help="movierec: most rows in one request's inputs (default: %(default)s)")
     sv.add_argument("--max_body_bytes", "--max-body-bytes", type=int, default=16 << 20,
                     help="movierec: largest REST body / gRPC message (default: %(default)s)")
+    sv.add_argument("--max_requests_per_connection", type=int, default=32,
+                    help="movierec: most of the --max_concurrent_requests one connection may hold at once; "
+                         "beyond, RESOURCE_EXHAUSTED / HTTP 429 (default: %(default)s)")
+    sv.add_argument("--max_response_values", type=int, default=200_000,
+                    help="movierec: most values in one answer (rows x k); beyond, INVALID_ARGUMENT / HTTP 400 "
+                         "(default: %(default)s)")
+    sv.add_argument("--max_json_members", type=int, default=200_000,
+                    help="movierec: most JSON object members in a REST body, counted before parsing; "
+                         "beyond, HTTP 400 (default: %(default)s)")
+    sv.add_argument("--idle_timeout_seconds", type=float, default=60.0,
+                    help="movierec: close a connection idle this long (REST keep-alive or headers not yet "
+                         "complete, gRPC without calls) (default: %(default)s)")
+    sv.add_argument("--read_timeout_seconds", type=float, default=10.0,
+                    help="movierec: a REST body must arrive, and a gRPC connection finish its HTTP/2 "
+                         "handshake, within this (default: %(default)s)")
 
     rc = sub.add_parser("recommend", help="top-k recommendations from a running server")
     rc.add_argument("--user", action="append", required=True, help="user id (repeat for several)")
@@ -552,7 +567,12 @@ def _cmd_serve(args) -> int:
                                 poll_seconds=args.file_system_poll_wait_seconds,
                                 warmup=args.enable_model_warmup and not args.no_warmup,
                                 limits=Limits(args.max_request_rows, args.max_concurrent_requests, args.max_body_bytes,
-                                              args.rest_api_timeout_in_ms / 1000),
+                                              args.rest_api_timeout_in_ms / 1000,
+                                              max_requests_per_connection=args.max_requests_per_connection,
+                                              max_response_values=args.max_response_values,
+                                              max_json_members=args.max_json_members,
+                                              idle_timeout_seconds=args.idle_timeout_seconds,
+                                              read_timeout_seconds=args.read_timeout_seconds),
                                 enable_batching=args.enable_batching, max_batch_rows=batching.max_batch_rows,
                                 batch_timeout_micros=(args.batch_timeout_micros if args.batch_timeout_micros is not None
                                                       else batching.timeout_micros),

@@ -23,7 +23,7 @@ from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
 
 from movierec.serving import protos
 from movierec.serving.errors import ServingError, invalid_argument
-from movierec.serving.service import PredictionCore
+from movierec.serving.service import CONNECTION, PredictionCore
 
 log = logging.getLogger(__name__)
 
@@ -292,6 +292,7 @@ class _Servicers(prediction_service_pb2_grpc.PredictionServiceServicer, model_se
 
 
 async def _answer(method, request, context: grpc.aio.ServicerContext):
+    CONNECTION.set(("gRPC", context.peer()))   # one HTTP/2 connection: fair admission's unit
     remaining = context.time_remaining()
     deadline = time.monotonic() + remaining if remaining is not None else None
     try:
@@ -303,9 +304,64 @@ async def _answer(method, request, context: grpc.aio.ServicerContext):
         await context.abort(grpc.StatusCode.INTERNAL, f"Internal error: {type(e).__name__}: {e}")
 
 
+class _ClientGoneFilter(logging.Filter):
+    """grpcio logs a call whose answer could not be sent, because its client reset the
+    stream or closed the connection first, as an ERROR with a traceback
+    ("ExecuteBatchError raised in core by servicer method"). That is the client's doing
+    (and the call was counted as cancelled), so it becomes one INFO line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if error is not None and type(error).__name__ == "ExecuteBatchError":
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            said = record.getMessage()
+            record.msg, record.args = "%s (the client went away before its answer was sent)", (said,)
+            record.exc_info = record.exc_text = None
+        return True
+
+
+logging.getLogger("grpc._cython.cygrpc").addFilter(_ClientGoneFilter())
+
+
 def grpc_address(host: str, port: int) -> str:
     """host:port as gRPC writes it (an IPv6 address in brackets)."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+# Streams one HTTP/2 connection may have open at once: twice what it may run
+# (Limits.max_requests_per_connection), so a client's queued calls wait in its own window.
+MAX_STREAMS_PER_CONNECTION_FACTOR = 2
+
+
+def grpc_server_options(limits, reuse_port: bool = False) -> list[tuple[str, int]]:
+    """grpcio's channel arguments for the server: what HTTP/2 and gRPC defend themselves.
+
+    - grpc.max_concurrent_streams: a connection's open streams (HTTP/2 SETTINGS), so that
+      one connection's calls are bounded before they reach admission;
+    - grpc.max_receive_message_length / max_send_message_length: request and answer sizes;
+    - grpc.max_metadata_size: header block size (a CONTINUATION flood is refused by it and
+      by grpc core's frame checks);
+    - grpc.server_handshake_timeout_ms: a connection that does not finish the HTTP/2
+      preface and SETTINGS in `read_timeout_seconds` is closed;
+    - grpc.max_connection_idle_ms: a connection without calls for `idle_timeout_seconds`
+      is closed (GOAWAY);
+    - grpc.http2.max_ping_strikes / min_ping_interval_without_data_ms: ping floods are
+      answered with GOAWAY.
+    Rapid reset (CVE-2023-44487) and SETTINGS floods are limited by grpc core itself
+    (pending induced frames, reset-stream accounting); output memory by HTTP/2 flow
+    control: grpc core stops writing to a stream whose window is closed and holds at most
+    one answer per open stream."""
+    return [
+        ("grpc.so_reuseport", 1 if reuse_port else 0),
+        ("grpc.max_receive_message_length", limits.max_body_bytes),
+        ("grpc.max_send_message_length", limits.max_body_bytes),
+        ("grpc.max_metadata_size", 16 << 10),
+        ("grpc.max_concurrent_streams", limits.max_requests_per_connection * MAX_STREAMS_PER_CONNECTION_FACTOR),
+        ("grpc.server_handshake_timeout_ms", int(limits.read_timeout_seconds * 1000)),
+        ("grpc.max_connection_idle_ms", int(limits.idle_timeout_seconds * 1000)),
+        ("grpc.http2.max_ping_strikes", 2),
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ]
 
 
 async def start_grpc_server(core: PredictionCore, host: str, port: int, reuse_port: bool = False) -> tuple[grpc.aio.Server, int]:
@@ -313,10 +369,7 @@ async def start_grpc_server(core: PredictionCore, host: str, port: int, reuse_po
     running loop -> (server, bound port). reuse_port: several worker processes bind the
     same port (SO_REUSEPORT); without it a port in use is an error. An OSError names the
     address that could not be bound."""
-    server = grpc.aio.server(options=[
-        ("grpc.so_reuseport", 1 if reuse_port else 0),
-        ("grpc.max_receive_message_length", core.limits.max_body_bytes),
-    ])
+    server = grpc.aio.server(options=grpc_server_options(core.limits, reuse_port))
     servicers = _Servicers(core)
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(servicers, server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(servicers, server)

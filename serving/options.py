@@ -13,6 +13,24 @@ class Limits:
     request_timeout_seconds: float = 30.0   # REST: from arrival until the model must start
                                             # (TF Serving's --rest_api_timeout_in_ms); gRPC
                                             # requests carry the client's own deadline
+    # One connection (a gRPC channel, a REST keep-alive connection) may hold at most this
+    # many of the max_concurrent_requests slots, so that one client (an HTTP/2 rapid reset,
+    # say) cannot take them all: RESOURCE_EXHAUSTED / HTTP 429 beyond it.
+    max_requests_per_connection: int = 32
+    # Most values in one answer (rows x k for a top-k model): a bigger answer is refused
+    # with INVALID_ARGUMENT / HTTP 400 before it is encoded (and, when the request has a
+    # `k` input, before the model runs), since encoding it would hold the serving loop.
+    max_response_values: int = 200_000
+    # Most JSON object members (counted as ':' bytes, before parsing) in a REST body:
+    # parsing millions of keys holds the serving loop for seconds.
+    max_json_members: int = 200_000
+    # Idle connections are closed after this long: REST keep-alive and a request's headers
+    # not yet complete (aiohttp's keepalive_timeout), gRPC connections without calls
+    # (grpc.max_connection_idle_ms).
+    idle_timeout_seconds: float = 60.0
+    # A REST body not read completely this long after its headers gets 408; a gRPC
+    # connection must finish its HTTP/2 handshake in this time (grpc.server_handshake_timeout_ms).
+    read_timeout_seconds: float = 10.0
 
     def __post_init__(self):
         for f in dataclasses.fields(self):

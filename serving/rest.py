@@ -15,9 +15,28 @@ HTTP/1.0, chunked bodies, malformed requests); this module only routes and answe
 JSON and routing run on the loop; where the model call runs is
 `PredictionCore.predict_async`'s choice. A body over `Limits.max_body_bytes` is refused
 with 429 before it is read, and the connection is closed.
+
+Hostile clients, by aiohttp's settings (`start_rest_server`) and a few checks of ours:
+- idle connections and requests whose headers do not complete are closed after
+  `Limits.idle_timeout_seconds` (aiohttp's keepalive_timeout runs from the connection's
+  start and whenever it waits for a request); request line and header sizes are aiohttp's
+  max_line_size / max_field_size / max_headers (400 beyond them);
+- a body not complete `Limits.read_timeout_seconds` after the headers gets 408 and the
+  connection is closed after LINGERING_SECONDS (slowloris on the body);
+- pipelined requests are read one message queue at a time and answered one by one, each
+  answer written only after the previous one drained to the socket (aiohttp pauses
+  reading while its queue is full and the handler awaits the transport's drain), so a
+  client that never reads holds a bounded amount of server memory;
+- a client that goes away cancels its handler (handler_cancellation), which frees its
+  admission slot;
+- JSON: at most `Limits.max_json_members` object members, counted before parsing;
+  numbers too big for Python's int conversion, nesting past the recursion limit and
+  malformed text are 400 with TF Serving's "JSON Parse error" messages, never 500;
+  unknown keys are never echoed back in full (messages quote at most 256 characters).
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -27,11 +46,13 @@ import urllib.parse
 
 import grpc
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from tensorflow.core.framework import types_pb2
 
 from movierec.serving import metrics, protos, tensor_json
 from movierec.serving.errors import ServingError, invalid_argument
-from movierec.serving.service import PredictionCore
+from movierec.serving.options import Limits
+from movierec.serving.service import CONNECTION, PredictionCore
 
 log = logging.getLogger(__name__)
 
@@ -89,14 +110,19 @@ _JSON_MESSAGES = (("Expecting value", "Invalid value."), ("Extra data", "The doc
                   ("Invalid control character", "Invalid encoding in string."))
 
 
-def _parse_json(raw: bytes):
-    """The request body as JSON, or TF Serving's "JSON Parse error: ..." messages."""
+def _parse_json(raw: bytes, limits: Limits = Limits()):
+    """The request body as JSON, or TF Serving's "JSON Parse error: ..." messages (and one
+    of ours for more object members than `limits.max_json_members`)."""
     if not raw:
         raise invalid_argument("JSON Parse error: The document is empty")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise invalid_argument(f"JSON Parse error: Invalid encoding in string. at offset: {e.start}") from None
+    members = raw.count(b":")   # an upper bound on object members, found without parsing
+    if members > limits.max_json_members:
+        raise invalid_argument(f"JSON Parse error: {members} object members or more, more than the limit "
+                               f"{limits.max_json_members} (max_json_members)")
     if not text.strip():
         raise invalid_argument(f"JSON Parse error: The document is empty. at offset: {len(text)}")
     try:
@@ -163,7 +189,7 @@ class RestApi:
         raise invalid_argument(f"Malformed request: POST {urllib.parse.urlsplit(target).path}")
 
     async def _predict(self, name, version, label, raw: bytes, deadline: float):
-        body = _parse_json(raw)
+        body = _parse_json(raw, self.core.limits)
         with self.core.request(name, "predict", "REST"):
             servable = self.core.manager.servable(name, version, label)
             signature = _requested_signature(body)
@@ -179,7 +205,7 @@ class RestApi:
         return _json_body(200, response)
 
     async def _classify_or_regress(self, verb: str, name, version, label, raw: bytes, deadline: float):
-        body = _parse_json(raw)
+        body = _parse_json(raw, self.core.limits)
         with self.core.request(name, verb, "REST"):
             signature_name, examples = tensor_json.parse_examples_body(body, verb)
             servable = self.core.manager.servable(name, version, label)
@@ -203,32 +229,65 @@ def _dtype_name(enum_value: int) -> str:
     return types_pb2.DataType.Name(enum_value)[3:].lower()
 
 
+class _BadRequestFilter(logging.Filter):
+    """aiohttp answers a malformed request (a bad Content-Length, an oversized header line)
+    with 400 and logs it as an ERROR with a traceback; it is the client's error, so it
+    becomes one INFO line naming it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError) and error.code < 500:
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            said = record.getMessage()
+            record.msg, record.args = "%s: %d %s", (said, error.code, " ".join(str(error.message).split())[:200])
+            record.exc_info = record.exc_text = None
+        return True
+
+
+logging.getLogger("aiohttp.server").addFilter(_BadRequestFilter())
+
+
 async def _respond(api: RestApi, request: web.Request) -> web.Response:
     """One HTTP request through `RestApi.handle`. A body over the limit is refused before
     it is read (and the connection closed, since its bytes are not drained)."""
     arrived = time.monotonic()
-    limit = api.core.limits.max_body_bytes
+    CONNECTION.set(("REST", id(request.protocol)))   # one HTTP connection: fair admission's unit
+    limits = api.core.limits
+    limit = limits.max_body_bytes
     length = request.content_length
     too_big = length is not None and length > limit
     if not too_big:
         try:
-            body = await request.read()
+            body = await asyncio.wait_for(request.read(), limits.read_timeout_seconds)
         except web.HTTPRequestEntityTooLarge:   # a chunked body that grew past client_max_size
             too_big = True
+        except asyncio.TimeoutError:
+            return _closing(408, f"Request body not received within {limits.read_timeout_seconds:g} s "
+                                 "(read_timeout_seconds)")
     if too_big:
         size = f"of {length} bytes " if length is not None else ""
-        status, payload, content_type = _json_body(429, {"error": f"Request body {size}is larger than the "
-                                                                  f"limit {limit}"})
-        response = web.Response(status=status, body=payload, headers={"Content-Type": content_type,
-                                                                      "Server": SERVER_NAME})
-        response.force_close()
-        return response
+        return _closing(429, f"Request body {size}is larger than the limit {limit}")
     try:
         status, payload, content_type = await api.handle(request.method, request.raw_path, body, arrived)
     except Exception as e:  # noqa: BLE001 - the client gets a JSON 500, the log the traceback
         log.error("REST request failed", exc_info=e)
         status, payload, content_type = _json_body(500, {"error": f"Internal error: {type(e).__name__}"})
     return web.Response(status=status, body=payload, headers={"Content-Type": content_type, "Server": SERVER_NAME})
+
+
+def _closing(status: int, message: str) -> web.Response:
+    """An error answer after which the connection is closed (its body was not read)."""
+    status, payload, content_type = _json_body(status, {"error": message})
+    response = web.Response(status=status, body=payload, headers={"Content-Type": content_type,
+                                                                  "Server": SERVER_NAME})
+    response.force_close()
+    return response
+
+
+# After an answer given before the body was read (408, 429), aiohttp reads and drops what
+# the client still sends for this long, so that the client sees the answer rather than a
+# reset; then the connection is closed.
+LINGERING_SECONDS = 2.0
 
 
 class RestServer:
@@ -255,7 +314,10 @@ async def start_rest_server(core: PredictionCore, sock: socket.socket,
 
     app = web.Application(client_max_size=core.limits.max_body_bytes)
     app.router.add_route("*", "/{path:.*}", handler)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=2.0,
+                           keepalive_timeout=core.limits.idle_timeout_seconds, handler_cancellation=True,
+                           max_line_size=8190, max_field_size=8190, max_headers=100,
+                           lingering_time=LINGERING_SECONDS)
     await runner.setup()
     await web.SockSite(runner, sock).start()
     return RestServer(runner, sock.getsockname()[1])

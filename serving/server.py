@@ -59,6 +59,18 @@ def _read_text(path: str) -> str | None:
         return None
 
 
+def _loop_exception(loop: asyncio.AbstractEventLoop, context: dict) -> None:
+    """The serving loop's exception handler: running out of file descriptors (or socket
+    buffers) when accepting is an expected state under load or attack, not a bug: asyncio
+    stops accepting for a second and tries again; that is logged as one warning line, not
+    a traceback. Everything else goes to asyncio's default handler."""
+    if context.get("message", "").startswith("socket.accept() out of system resource"):
+        log.warning("cannot accept connections for now: %s (open connections hit the open-files limit; "
+                    "idle ones close after idle_timeout_seconds)", context.get("exception"))
+        return
+    loop.default_exception_handler(context)
+
+
 class ModelServer:
     """One server process. reuse_port: bind both ports with SO_REUSEPORT, alongside the
     other workers of a `serving.workers.WorkerPool`."""
@@ -83,6 +95,7 @@ class ModelServer:
         try:
             self.manager.start()
             self._loop = asyncio.new_event_loop()
+            self._loop.set_exception_handler(_loop_exception)
             self._thread = threading.Thread(target=self._loop.run_forever, name="serving-loop", daemon=True)
             self._thread.start()
             asyncio.run_coroutine_threadsafe(self._start_front_ends(), self._loop).result()

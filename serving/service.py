@@ -8,11 +8,22 @@ Where a model call runs (`predict_async`, from the server's asyncio loop): a cal
 call to a thread and back costs 0.2-0.4 ms of CPU (thread wake-ups and GIL hand-offs),
 as much as the top-10 call itself (0.35 ms); a big call on the loop would hold up every
 other request, so it goes to a thread, where the graph runs outside the GIL.
+
+Fair admission: at most `Limits.max_concurrent_requests` requests hold a slot at once, and
+at most `Limits.max_requests_per_connection` of them from one connection (the front ends
+name the connection in `CONNECTION`), so one client cannot take every slot. A request
+whose client goes away (a gRPC cancel or RST_STREAM, a closed REST connection) is a
+cancelled task: its slot is released at once and a model call still queued for a model
+thread is dropped (asyncio cancels the executor's future).
+
+Answer size: `Limits.max_response_values` bounds rows x k before the model runs (when the
+request has a `k` input) and every answer's values before it is encoded.
 """
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import threading
 import time
 from contextlib import contextmanager
@@ -25,6 +36,10 @@ from movierec.serving.errors import ServingError, invalid_argument
 from movierec.serving.manager import ModelManager
 from movierec.serving.metrics import Metrics
 from movierec.serving.options import BatchingOptions, Limits
+
+# The connection a request came on (the peer address, as each front end names it): the
+# unit of `Limits.max_requests_per_connection`. Set by the front end in the request's task.
+CONNECTION: contextvars.ContextVar = contextvars.ContextVar("connection", default=None)
 
 
 class PredictionCore:
@@ -41,15 +56,28 @@ class PredictionCore:
         self.loop_batcher = (LoopBatcher(self._run_group, batching.max_batch_rows, batching.timeout_micros)
                              if batching is not None else None)
         self._slots = threading.BoundedSemaphore(limits.max_concurrent_requests)
+        self._per_connection: dict = {}     # connection -> slots it holds (on the serving loop)
+        self._per_connection_lock = threading.Lock()
 
     @contextmanager
     def request(self, model: str, api: str, entrypoint: str):
-        """Admission control + metrics around one request."""
-        if not self._slots.acquire(blocking=False):
+        """Admission control (module doc) + metrics around one request."""
+        connection = CONNECTION.get()
+        with self._per_connection_lock:
+            held = self._per_connection.get(connection, 0)
+            if connection is not None and held >= self.limits.max_requests_per_connection:
+                refused = (f"Server busy: more than {self.limits.max_requests_per_connection} concurrent "
+                           "requests on one connection (max_requests_per_connection)")
+            elif not self._slots.acquire(blocking=False):
+                refused = (f"Server busy: more than {self.limits.max_concurrent_requests} "
+                           "concurrent requests (max_concurrent_requests)")
+            else:
+                refused = None
+                if connection is not None:
+                    self._per_connection[connection] = held + 1
+        if refused is not None:
             self.metrics.observe(model, api, entrypoint, "RESOURCE_EXHAUSTED", 0.0)
-            raise ServingError(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                               f"Server busy: more than {self.limits.max_concurrent_requests} "
-                               "concurrent requests")
+            raise ServingError(grpc.StatusCode.RESOURCE_EXHAUSTED, refused)
         started = time.perf_counter()
         status = "OK"
         try:
@@ -64,6 +92,11 @@ class PredictionCore:
             status = "INTERNAL"
             raise
         finally:
+            if connection is not None:
+                with self._per_connection_lock:
+                    left = self._per_connection.pop(connection) - 1
+                    if left:
+                        self._per_connection[connection] = left
             self._slots.release()
             self.metrics.observe(model, api, entrypoint, status, time.perf_counter() - started)
 
@@ -77,6 +110,23 @@ class PredictionCore:
             if shape and shape[0] > self.limits.max_batch_size:
                 raise invalid_argument(f"input '{alias}' has batch size {shape[0]}, more than the "
                                        f"maximum {self.limits.max_batch_size}")
+        k = inputs.get("k")
+        if k is not None:   # a top-k signature: rows x k values come back
+            try:
+                most_k = int(np.max(k)) if np.size(k) else 0
+            except (TypeError, ValueError):
+                return      # not numbers: the model call reports it
+            wanted = max(_rows(inputs), 1) * most_k
+            if wanted > self.limits.max_response_values:
+                raise _too_many_values(f"{max(_rows(inputs), 1)} rows x k={most_k}", wanted,
+                                       self.limits.max_response_values)
+
+    def check_response(self, outputs: dict) -> None:
+        """Refuses an answer of more than `Limits.max_response_values` values before it is
+        encoded."""
+        values = sum(int(np.size(v)) for v in outputs.values())
+        if values > self.limits.max_response_values:
+            raise _too_many_values("the outputs", values, self.limits.max_response_values)
 
     async def predict_async(self, servable, signature_name: str, inputs: dict, output_filter=(),
                             deadline: float | None = None) -> dict:
@@ -88,8 +138,11 @@ class PredictionCore:
         """
         _check_deadline(deadline)
         if self.loop_batcher is not None:
-            return await self.loop_batcher.submit(servable, signature_name, inputs, output_filter)
-        return await self._call(_rows(inputs), servable.predict, signature_name, inputs, output_filter)
+            outputs = await self.loop_batcher.submit(servable, signature_name, inputs, output_filter)
+        else:
+            outputs = await self._call(_rows(inputs), servable.predict, signature_name, inputs, output_filter)
+        self.check_response(outputs)
+        return outputs
 
     async def infer_async(self, rows: int, fn, *args, deadline: float | None = None):
         """A Classify, Regress or MultiInference call (`fn(*args)`, a Servable method) on
@@ -114,6 +167,11 @@ class PredictionCore:
 
     def status(self, name: str, version: int | None, label: str | None):
         return self.manager.version_entries(name, version, label)
+
+
+def _too_many_values(what: str, values: int, limit: int) -> ServingError:
+    return invalid_argument(f"Response too large: {what} is {values} values, more than the limit "
+                            f"{limit} (max_response_values); ask for fewer rows or a smaller k")
 
 
 def _check_deadline(deadline: float | None) -> None:
