@@ -234,8 +234,8 @@ def _build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--max_response_values", type=int, default=200_000,
                     help="movierec: most values in one answer (rows x k); beyond, INVALID_ARGUMENT / HTTP 400 "
                          "(default: %(default)s)")
-    sv.add_argument("--max_json_members", type=int, default=200_000,
-                    help="movierec: most JSON object members in a REST body, counted before parsing; "
+    sv.add_argument("--max_json_values", type=int, default=1_000_000,
+                    help="movierec: most JSON values in a REST body, counted before parsing (its ',' and ':'); "
                          "beyond, HTTP 400 (default: %(default)s)")
     sv.add_argument("--idle_timeout_seconds", type=float, default=60.0,
                     help="movierec: close a connection idle this long (REST keep-alive or headers not yet "
@@ -570,7 +570,7 @@ def _cmd_serve(args) -> int:
                                               args.rest_api_timeout_in_ms / 1000,
                                               max_requests_per_connection=args.max_requests_per_connection,
                                               max_response_values=args.max_response_values,
-                                              max_json_members=args.max_json_members,
+                                              max_json_values=args.max_json_values,
                                               idle_timeout_seconds=args.idle_timeout_seconds,
                                               read_timeout_seconds=args.read_timeout_seconds),
                                 enable_batching=args.enable_batching, max_batch_rows=batching.max_batch_rows,

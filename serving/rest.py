@@ -29,7 +29,8 @@ Hostile clients, by aiohttp's settings (`start_rest_server`) and a few checks of
   client that never reads holds a bounded amount of server memory;
 - a client that goes away cancels its handler (handler_cancellation), which frees its
   admission slot;
-- JSON: at most `Limits.max_json_members` object members, counted before parsing;
+- JSON: at most `Limits.max_json_values` values, counted before parsing, and at most
+  `Limits.max_batch_size` rows, checked before the values become arrays;
   numbers too big for Python's int conversion, nesting past the recursion limit and
   malformed text are 400 with TF Serving's "JSON Parse error" messages, never 500;
   unknown keys are never echoed back in full (messages quote at most 256 characters).
@@ -112,17 +113,17 @@ _JSON_MESSAGES = (("Expecting value", "Invalid value."), ("Extra data", "The doc
 
 def _parse_json(raw: bytes, limits: Limits = Limits()):
     """The request body as JSON, or TF Serving's "JSON Parse error: ..." messages (and one
-    of ours for more object members than `limits.max_json_members`)."""
+    of ours for more values than `limits.max_json_values`)."""
     if not raw:
         raise invalid_argument("JSON Parse error: The document is empty")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise invalid_argument(f"JSON Parse error: Invalid encoding in string. at offset: {e.start}") from None
-    members = raw.count(b":")   # an upper bound on object members, found without parsing
-    if members > limits.max_json_members:
-        raise invalid_argument(f"JSON Parse error: {members} object members or more, more than the limit "
-                               f"{limits.max_json_members} (max_json_members)")
+    values = raw.count(b",") + raw.count(b":")   # an upper bound, found without parsing
+    if values > limits.max_json_values:
+        raise invalid_argument(f"JSON Parse error: up to {values} values, more than the limit "
+                               f"{limits.max_json_values} (max_json_values)")
     if not text.strip():
         raise invalid_argument(f"JSON Parse error: The document is empty. at offset: {len(text)}")
     try:
@@ -141,6 +142,22 @@ def _parse_json(raw: bytes, limits: Limits = Limits()):
         raise invalid_argument(f"JSON Parse error: {message} at offset: {e.pos}") from None
     except ValueError:   # an integer literal of more digits than Python converts
         raise invalid_argument("JSON Parse error: Number too big to be stored in double.") from None
+
+
+def _check_json_rows(body, max_rows: int) -> None:
+    """Refuses a :predict body with more rows than `max_rows` ("instances", or the first
+    dimension of a columnar input) before its values are turned into arrays."""
+    if not isinstance(body, dict):
+        return
+    if "instances" in body:
+        tensors = {"instances": body["instances"]}
+    else:
+        inputs = body.get("inputs")
+        tensors = inputs if isinstance(inputs, dict) else {"inputs": inputs}
+    for alias, value in tensors.items():
+        if isinstance(value, list) and len(value) > max_rows:
+            raise invalid_argument(f"input '{str(alias)[:64]}' has batch size "
+                                   f"{len(value)}, more than the maximum {max_rows}")
 
 
 def _requested_signature(body) -> str:
@@ -190,6 +207,7 @@ class RestApi:
 
     async def _predict(self, name, version, label, raw: bytes, deadline: float):
         body = _parse_json(raw, self.core.limits)
+        _check_json_rows(body, self.core.limits.max_batch_size)
         with self.core.request(name, "predict", "REST"):
             servable = self.core.manager.servable(name, version, label)
             signature = _requested_signature(body)

@@ -539,7 +539,12 @@ def test_oversized_answers(server):
 JSON_BOMBS = {
     "4301-digit integer": (b'{"instances": [[' + b"9" * 4301 + b"]]}", "Number too big"),
     "1M unknown keys": (b'{"instances": [[1.0]], ' + b",".join(b'"k%d":0' % i for i in range(1_000_000)) + b"}",
-                        "max_json_members"),
+                        "max_json_values"),
+    "16 MB of one-value rows": (b'{"instances": [' + b",".join([b"[1]"] * 4_000_000) + b"]}", "max_json_values"),
+    "100k one-value rows": (b'{"instances": [' + b",".join([b"[1]"] * 100_000) + b"]}",
+                            "batch size 100000, more than the maximum"),
+    "900k values in one row": (b'{"instances": [[' + b",".join([b"1", b"2.5"] * 450_000) + b"]]}",
+                               "max_response_values"),
     "100k nested arrays": (b'{"instances": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested too deeply"),
     "100k nested objects": (b'{"instances": [' + b'{"a":' * 100_000 + b"1" + b"}" * 100_000 + b"]}",
                             "nested too deeply"),
@@ -551,8 +556,9 @@ JSON_BOMBS = {
 def test_json_bombs(server, name):
     """Bodies that make JSON parsers slow or crash, 3 of each: answered 4xx within a second
     with a message naming the problem, no 500, the answer small (never an echo of the
-    body). Defended by our checks before and around json.loads (max_json_members counted
-    before parsing; Python's int digit limit and recursion limit turned into 400)."""
+    body). Defended by our checks before and around json.loads (max_json_values counted
+    before parsing; rows counted before the values become arrays; Python's int digit
+    limit and recursion limit turned into 400)."""
     body, expected = JSON_BOMBS[name]
     answers = []
 
