@@ -17,9 +17,10 @@ class Limits:
     # many of the max_concurrent_requests slots, so that one client (an HTTP/2 rapid reset,
     # say) cannot take them all: RESOURCE_EXHAUSTED / HTTP 429 beyond it.
     max_requests_per_connection: int = 32
-    # Most values in one answer (rows x k for a top-k model): a bigger answer is refused
-    # with INVALID_ARGUMENT / HTTP 400 before it is encoded (and, when the request has a
-    # `k` input, before the model runs), since encoding it would hold the serving loop.
+    # Most values in one output of an answer (rows x k for a top-k model): a bigger answer
+    # is refused with INVALID_ARGUMENT / HTTP 400 before it is encoded (and, when the
+    # request has a `k` input, before the model runs), since encoding it would hold the
+    # serving loop.
     max_response_values: int = 200_000
     # Most JSON values in a REST body, counted before parsing as its ',' and ':' bytes (an
     # upper bound on array elements after the first and on object members): parsing

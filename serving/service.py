@@ -17,7 +17,7 @@ cancelled task: its slot is released at once and a model call still queued for a
 thread is dropped (asyncio cancels the executor's future).
 
 Answer size: `Limits.max_response_values` bounds rows x k before the model runs (when the
-request has a `k` input) and every answer's values before it is encoded.
+request has a `k` input) and every output's values before the answer is encoded.
 """
 from __future__ import annotations
 
@@ -122,11 +122,12 @@ class PredictionCore:
                                        self.limits.max_response_values)
 
     def check_response(self, outputs: dict) -> None:
-        """Refuses an answer of more than `Limits.max_response_values` values before it is
-        encoded."""
-        values = sum(int(np.size(v)) for v in outputs.values())
-        if values > self.limits.max_response_values:
-            raise _too_many_values("the outputs", values, self.limits.max_response_values)
+        """Refuses an answer with an output of more than `Limits.max_response_values`
+        values (rows x k for a top-k model's outputs) before it is encoded."""
+        for alias, value in outputs.items():
+            values = int(np.size(value))
+            if values > self.limits.max_response_values:
+                raise _too_many_values(f"output '{alias}'", values, self.limits.max_response_values)
 
     async def predict_async(self, servable, signature_name: str, inputs: dict, output_filter=(),
                             deadline: float | None = None) -> dict:

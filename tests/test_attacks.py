@@ -56,8 +56,15 @@ class Server:
         self._log_offset = 0
 
     def rss_mb(self) -> float:
-        with open(f"/proc/{self.proc.pid}/status") as f:
-            kb = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+        """VmRSS of the server process and its children (a worker pool's workers)."""
+        pids = [self.proc.pid]
+        with contextlib.suppress(OSError):
+            with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as f:
+                pids += [int(p) for p in f.read().split()]
+        kb = 0
+        for pid in pids:
+            with contextlib.suppress(OSError, StopIteration), open(f"/proc/{pid}/status") as f:
+                kb += next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
         return kb / 1024
 
     def new_log(self) -> str:
@@ -77,7 +84,16 @@ def _limit_open_files():
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    root = tmp_path_factory.mktemp("attack")
+    yield from _serve(tmp_path_factory.mktemp("attack"))
+
+
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory):
+    """`movierec serve --workers 2`: attacks on the pool."""
+    yield from _serve(tmp_path_factory.mktemp("attack_pool"), "--workers", "2")
+
+
+def _serve(root, *extra: str):
     shutil.copytree(HALF, root / "half")
     log_path = str(root / "server.log")
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=os.path.dirname(REPO))
@@ -87,7 +103,7 @@ def server(tmp_path_factory):
              "--model_base_path", str(root / "half"), "--port", "0", "--rest_api_port", "0",
              "--file_system_poll_wait_seconds", "0", "--no-warmup",
              "--idle_timeout_seconds", str(IDLE_TIMEOUT_S), "--read_timeout_seconds", str(READ_TIMEOUT_S),
-             "--max_response_values", str(MAX_RESPONSE_VALUES), "--max_request_rows", str(MAX_ROWS)],
+             "--max_response_values", str(MAX_RESPONSE_VALUES), "--max_request_rows", str(MAX_ROWS), *extra],
             stdout=subprocess.PIPE, stderr=log, text=True, env=env, preexec_fn=_limit_open_files)
     try:
         line = ""
@@ -264,6 +280,17 @@ def test_rapid_reset(server):
     count against the connection; too many and it sends GOAWAY) and by admission: a reset
     cancels the call's task, which frees its slot, and one connection holds at most
     max_requests_per_connection slots."""
+    rapid_reset(server, "rapid reset (gRPC, 4 x 2000 streams, 3000 rows each)")
+
+
+def test_rapid_reset_against_a_worker_pool(pool):
+    """The same rapid reset against `--workers 2`: each attacking connection lands on one
+    worker (SO_REUSEPORT), whose defences are those above; the legitimate client's
+    connections, wherever they land, keep answering."""
+    rapid_reset(pool, "rapid reset, --workers 2")
+
+
+def rapid_reset(server, name: str):
     body = grpc_message(grpc_request(3000))   # more than inline_max_rows: model work on a model thread
     sent = []
 
@@ -292,7 +319,7 @@ def test_rapid_reset(server):
             finally:
                 sock.close()
 
-    with under_attack(server, "rapid reset (gRPC, 4 x 2000 streams, 3000 rows each)"):
+    with under_attack(server, name):
         run_for(ATTACK_SECONDS, attack)
     print(f"rapid reset: {len(sent)} streams opened and reset")
     assert len(sent) >= 500
