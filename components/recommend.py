@@ -294,14 +294,14 @@ METADATA_FILE = os.path.join("assets.extra", "movierec.json")
 def finish_export(export_dir: str, model_name: str, user_vocab_path: str, max_k: int,
                   extra_requests=lambda first_user: [], metadata: dict | None = None) -> str:
     """After tf.saved_model.save: the warmup file and assets.extra/movierec.json (metadata)."""
-    with open(user_vocab_path, encoding="utf-8") as f:
-        first_user = f.readline().rstrip("\n")
+    with tf.io.gfile.GFile(user_vocab_path, "rb") as f:  # any filesystem TF has registered
+        first_user = f.readline().decode("utf-8").rstrip("\n")
     write_contract_warmup(export_dir, model_name, first_user, max_k, extra_requests(first_user))
     if metadata is not None:
         path = os.path.join(export_dir, METADATA_FILE)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "w") as f:
-            json.dump(metadata, f, indent=2, sort_keys=True)
+        tf.io.gfile.makedirs(os.path.dirname(path))
+        with tf.io.gfile.GFile(path, "w") as f:
+            f.write(json.dumps(metadata, indent=2, sort_keys=True))
     return export_dir
 
 

@@ -12,7 +12,6 @@ multi-hot genre matrix float32 [N, G].
 from __future__ import annotations
 
 import dataclasses
-import glob
 import json
 import os
 from typing import Iterable
@@ -87,7 +86,7 @@ def transformed_feature_spec() -> dict:
 def _expand(file_patterns: Iterable[str]) -> list[str]:
     files: list[str] = []
     for pattern in file_patterns:
-        matched = sorted(glob.glob(pattern))
+        matched = sorted(tf.io.gfile.glob(pattern))
         if not matched:
             raise FileNotFoundError(f"no transformed examples match {pattern!r}")
         files.extend(matched)
@@ -174,9 +173,9 @@ class TrainerInputs:
     popularity: np.ndarray     # training rating counts per catalog movie
 
     def write_run_metrics(self, model_run_dir: str, metrics: dict, filename: str = "training_metrics.json") -> None:
-        os.makedirs(model_run_dir, exist_ok=True)
-        with open(os.path.join(model_run_dir, filename), "w") as f:
-            json.dump(metrics, f, indent=2, sort_keys=True)
+        tf.io.gfile.makedirs(model_run_dir)
+        with tf.io.gfile.GFile(os.path.join(model_run_dir, filename), "w") as f:
+            f.write(json.dumps(metrics, indent=2, sort_keys=True))
 
 
 def load_trainer_inputs(fn_args) -> TrainerInputs:

@@ -282,6 +282,9 @@ def resolve_data_dir(arg: str | None, cache_dir: str | None, environ=os.environ,
     except download.DownloadError as e:
         print(f"note: {e}", file=sys.stderr)
     spec = synth.SynthSpec(**SYNTH_DEFAULT)
+    if "://" in cache_dir:  # the generator writes local files: the fallback goes to the local cache
+        cache_dir = download.default_cache_dir({})
+    # Local-only from here: a generated folder, renamed into place once complete.
     out = os.path.join(cache_dir, f"synthetic-u{spec.users}-m{spec.movies}-r{spec.ratings}-s{spec.seed}")
     if not os.path.isfile(os.path.join(out, "movies.csv")):
         tmp = out + ".tmp"
@@ -438,7 +441,7 @@ def _cmd_run(args) -> int:
             print(f"  skipped {p}")
 
     try:
-        lock = lock_output_dir(os.path.abspath(args.output_dir))
+        lock = lock_output_dir(args.output_dir)
     except BlockingIOError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BUSY
@@ -463,11 +466,16 @@ def lock_output_dir(output_dir: str) -> _OutputLock:
     Two runs on one output folder would share one SQLite ML Metadata store and one serving
     folder; the second is refused (BlockingIOError naming the holder) instead of queued.
     The kernel drops the lock when the process dies, so a killed run never leaves it behind.
+
+    The lock is a local file by nature (an flock). For an output folder on an object store
+    (`scheme://...`, no locks there) it is `<local cache>/locks/<sha256 of the URL>.lock`,
+    which keeps runs on one machine apart; runs from different machines are not.
     """
     import fcntl  # noqa: PLC0415
 
-    os.makedirs(output_dir, exist_ok=True)
-    handle = open(os.path.join(output_dir, ".lock"), "a+")
+    lock_path = _lock_path(output_dir)
+    os.makedirs(os.path.dirname(lock_path), exist_ok=True)  # local-only (see above)
+    handle = open(lock_path, "a+")  # local-only (see above)
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -481,6 +489,17 @@ def lock_output_dir(output_dir: str) -> _OutputLock:
     handle.write(f"pid {os.getpid()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
     handle.flush()
     return _OutputLock(handle)
+
+
+def _lock_path(output_dir: str) -> str:
+    """The local lock file of `output_dir` (see `lock_output_dir`)."""
+    if "://" not in output_dir:
+        return os.path.join(os.path.abspath(output_dir), ".lock")
+    import hashlib  # noqa: PLC0415
+
+    from movierec.components.data import download  # noqa: PLC0415
+    digest = hashlib.sha256(output_dir.rstrip("/").encode()).hexdigest()
+    return os.path.join(download.default_cache_dir(), "locks", f"{digest}.lock")
 
 
 def _run_pipeline(args, config: PipelineConfig, started: float) -> int:

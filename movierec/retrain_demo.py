@@ -10,14 +10,15 @@
    nothing.
 After each run it records the span, the ratings read, each model's evaluation, whether it
 was blessed, and which version is served; it prints them as a markdown table.
+
+Paths go through `tf.io.gfile` (imported on first use), so `--out` may be local or on any
+filesystem TensorFlow has registered (gs://, s3://, ...).
 """
 from __future__ import annotations
 
 import argparse
-import glob
 import json
-import os
-import shutil
+import posixpath
 import sys
 import time
 
@@ -27,15 +28,31 @@ from movierec.config import MODEL_NAMES, PipelineConfig
 from movierec.serving import versions
 
 
+def _gfile():
+    import tensorflow as tf  # noqa: PLC0415  (lazy: `--help` starts without TF)
+    return tf.io.gfile
+
+
+def _copy_tree(src: str, dst: str) -> None:
+    """Copies the folder `src` to `dst` file by file (works across filesystems)."""
+    gfile = _gfile()
+    for folder, _dirs, files in gfile.walk(src):
+        rel = folder[len(src.rstrip("/")):].strip("/")
+        target = posixpath.join(dst, rel) if rel else dst
+        gfile.makedirs(target)
+        for name in files:
+            gfile.copy(posixpath.join(folder, name), posixpath.join(target, name), overwrite=True)
+
 
 def newest_training_metrics(config: PipelineConfig, model_name: str) -> dict:
-    runs = glob.glob(os.path.join(config.pipeline_root, f"Trainer.{model_name}", "model_run", "*",
-                                  "training_metrics.json"))
+    gfile = _gfile()
+    runs = gfile.glob(posixpath.join(config.pipeline_root, f"Trainer.{model_name}", "model_run", "*",
+                                     "training_metrics.json"))
     if not runs:
         return {}
-    newest = max(runs, key=lambda p: int(p.split(os.sep)[-2]))
-    with open(newest) as f:
-        return json.load(f)
+    newest = max(runs, key=lambda p: int(p.split("/")[-2]))
+    with gfile.GFile(newest, "r") as f:
+        return json.loads(f.read())
 
 
 def outcome(config: PipelineConfig, label: str, before: dict, seconds: float) -> dict:
@@ -60,19 +77,20 @@ def run(data_dir: str, out_dir: str, n_spans: int = 3, run_args: list[str] | Non
         log=print) -> list[dict]:
     """Runs the demo; returns one `outcome` row per retrain (the last one: the repeat)."""
     run_args = list(run_args or [])
-    all_spans, inbox, output = (os.path.join(out_dir, d) for d in ("spans", "input", "output"))
-    if not os.path.isdir(all_spans):
+    gfile = _gfile()
+    all_spans, inbox, output = (posixpath.join(out_dir, d) for d in ("spans", "input", "output"))
+    if not gfile.isdir(all_spans):
         for row in spans.split_spans(data_dir, all_spans, by="count", count=n_spans):
             log(f"span-{row['span']}: {row['ratings']} ratings, "
                 f"{time.strftime('%Y-%m-%d', time.gmtime(row['first']))} .. "
                 f"{time.strftime('%Y-%m-%d', time.gmtime(row['last']))}")
-    os.makedirs(inbox, exist_ok=True)
+    gfile.makedirs(inbox)
     config = PipelineConfig.from_output_dir(inbox, output)
     rows = []
     schedule = [(f"span {s}", s) for s in spans.list_spans(all_spans)] + [("repeat (no new span)", None)]
     for label, span in schedule:
-        if span is not None and not os.path.isdir(spans.span_dir(inbox, span)):
-            shutil.copytree(spans.span_dir(all_spans, span), spans.span_dir(inbox, span))
+        if span is not None and not gfile.isdir(spans.span_dir(inbox, span)):
+            _copy_tree(spans.span_dir(all_spans, span), spans.span_dir(inbox, span))
         before = summary.served_versions(config, MODEL_NAMES)
         log(f"\n=== retrain: {label} ===")
         started = time.perf_counter()
@@ -111,14 +129,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--spans", type=int, default=3)
     p.add_argument("run_args", nargs=argparse.REMAINDER, help="extra `movierec retrain` flags after --")
     args = p.parse_args(argv)
-    if os.path.exists(args.out):
+    if _gfile().exists(args.out):
         print(f"error: {args.out} exists; remove it or pass another --out", file=sys.stderr)
         return cli.EXIT_DATA_ERROR
     extra = [a for a in args.run_args if a != "--"]
     rows = run(args.data_dir, args.out, args.spans, extra)
     print("\n" + table(rows))
-    with open(os.path.join(args.out, "retrain_demo.json"), "w") as f:
-        json.dump(rows, f, indent=2)
+    with _gfile().GFile(posixpath.join(args.out, "retrain_demo.json"), "w") as f:
+        f.write(json.dumps(rows, indent=2))
     return 0
 
 

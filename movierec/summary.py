@@ -1,4 +1,8 @@
-"""The end-of-run summary: timings, the pushed model, its metrics, example recommendations."""
+"""The end-of-run summary: timings, the pushed model, its metrics, example recommendations.
+
+Paths go through `tf.io.gfile` (imported on first use), so the pipeline root and the
+serving base paths may be local or on any filesystem TensorFlow has registered.
+"""
 from __future__ import annotations
 
 import json
@@ -12,6 +16,20 @@ EXAMPLE_USERS = 3
 EXAMPLE_K = 5
 
 
+def _gfile():
+    import tensorflow as tf  # noqa: PLC0415  (lazy: the CLI imports this module before TF)
+    return tf.io.gfile
+
+
+def _read_json(path: str) -> dict | None:
+    """The JSON object at `path`, None when there is no such file."""
+    gfile = _gfile()
+    if not gfile.exists(path):
+        return None
+    with gfile.GFile(path, "r") as f:
+        return json.loads(f.read())
+
+
 def pushed_model_info(base_path: str) -> tuple[str, dict] | None:
     """(version folder, assets.extra/movierec.json) of the latest complete version."""
     latest = versions.latest_version(base_path)
@@ -19,11 +37,7 @@ def pushed_model_info(base_path: str) -> tuple[str, dict] | None:
         return None
     folder = versions.version_dir(base_path, latest)
     meta_path = os.path.join(folder, "assets.extra", "movierec.json")
-    meta = {}
-    if os.path.isfile(meta_path):
-        with open(meta_path) as f:
-            meta = json.load(f)
-    return folder, meta
+    return folder, _read_json(meta_path) or {}
 
 
 def example_recommendations(model_dir: str, n_users: int = EXAMPLE_USERS, k: int = EXAMPLE_K) -> list[tuple[str, list[tuple[str, str, float]]]]:
@@ -31,8 +45,8 @@ def example_recommendations(model_dir: str, n_users: int = EXAMPLE_USERS, k: int
     its `n_users` most active users."""
     import tensorflow as tf  # noqa: PLC0415
 
-    with open(os.path.join(model_dir, "assets", "user_id"), encoding="utf-8") as f:
-        users = [line.rstrip("\n") for _, line in zip(range(n_users), f)]
+    with tf.io.gfile.GFile(os.path.join(model_dir, "assets", "user_id"), "rb") as f:
+        users = [line.decode("utf-8").rstrip("\n") for _, line in zip(range(n_users), f)]
     model = tf.saved_model.load(model_dir)
     out = model.signatures["recommend"](
         user_id=tf.constant(users), k=tf.fill([len(users)], tf.constant(k, tf.int32)),
@@ -51,12 +65,13 @@ def example_recommendations(model_dir: str, n_users: int = EXAMPLE_USERS, k: int
 def latest_evaluation(config: PipelineConfig, model_name: str) -> tuple[str, dict] | None:
     """(folder, metrics.json) of the newest evaluation of `model_name` in this pipeline root."""
     root = os.path.join(config.pipeline_root, f"Evaluator.{model_name}", "evaluation")
-    runs = sorted((int(d) for d in os.listdir(root) if d.isdigit()), reverse=True) if os.path.isdir(root) else []
-    for run in runs:
-        path = os.path.join(root, str(run), "metrics.json")
-        if os.path.isfile(path):
-            with open(path) as f:
-                return os.path.dirname(path), json.load(f)
+    gfile = _gfile()
+    names = [d.rstrip("/") for d in gfile.listdir(root)] if gfile.isdir(root) else []
+    for run in sorted((int(d) for d in names if d.isdigit()), reverse=True):
+        folder = os.path.join(root, str(run))
+        metrics = _read_json(os.path.join(folder, "metrics.json"))
+        if metrics is not None:
+            return folder, metrics
     return None
 
 

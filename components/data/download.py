@@ -5,13 +5,18 @@
 rejected and deleted; nothing is extracted from it. Extraction goes to a temporary folder
 that is renamed into place, so an interrupted download never leaves a half dataset that a
 later run would take as complete.
+
+The cache folder goes through `tf.io.gfile` (imported on first use), so it may be local or
+on any filesystem TensorFlow has registered (gs://, s3://, ...). The archive is downloaded
+and extracted in a local scratch folder; a remote cache receives the extracted files with
+the `.verified` marker written last, so a half-uploaded copy is never taken as cached.
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import os
-import shutil
+import posixpath
 import sys
 import tempfile
 import urllib.error
@@ -50,10 +55,15 @@ def default_cache_dir(environ: dict | None = None) -> str:
     return os.path.join(os.path.expanduser("~"), ".cache", "movierec")
 
 
+def _gfile():
+    import tensorflow as tf  # noqa: PLC0415  (lazy: `movierec data` commands start without TF)
+    return tf.io.gfile
+
+
 def cached_dataset(name: str, cache_dir: str) -> str | None:
     """The dataset folder if a verified copy is already in the cache, else None."""
-    path = os.path.join(cache_dir, name)
-    return path if os.path.isfile(os.path.join(path, ".verified")) else None
+    path = posixpath.join(cache_dir, name)
+    return path if _gfile().exists(posixpath.join(path, ".verified")) else None
 
 
 def fetch(
@@ -72,11 +82,15 @@ def fetch(
     found = cached_dataset(name, cache_dir)
     if found:
         return found
-    os.makedirs(cache_dir, exist_ok=True)
+    gfile = _gfile()
+    gfile.makedirs(cache_dir)
+    remote = "://" in cache_dir
     url = base_url.rstrip("/") + f"/{name}.zip"
     progress = progress or _print_progress
-    with tempfile.TemporaryDirectory(dir=cache_dir, prefix=f".{name}-") as tmp:
-        zip_path = os.path.join(tmp, f"{name}.zip")
+    # Local-only scratch (urlopen, zipfile and the escape check need a local disk): inside a
+    # local cache, so that the final rename stays on one filesystem.
+    with tempfile.TemporaryDirectory(dir=None if remote else cache_dir, prefix=f".{name}-") as tmp:
+        zip_path = os.path.join(tmp, f"{name}.zip")  # local scratch, as below
         digest = hashlib.sha256()
         received = 0
         try:
@@ -103,14 +117,24 @@ def fetch(
                     raise DownloadError(f"{url}: archive member {member!r} escapes the folder")
             z.extractall(extract_dir)
         src = os.path.join(extract_dir, archive.name)
-        if not os.path.isdir(src):
+        if not os.path.isdir(src):  # local scratch
             raise DownloadError(f"{url}: archive has no top-level folder {archive.name!r}")
-        with open(os.path.join(src, ".verified"), "w") as f:
-            f.write(f"{url}\nsha256 {archive.sha256}\n")
-        final = os.path.join(cache_dir, name)
-        if os.path.isdir(final):  # an unverified leftover of an older, interrupted layout
-            shutil.rmtree(final)
-        os.replace(src, final)
+        marker = f"{url}\nsha256 {archive.sha256}\n"
+        final = posixpath.join(cache_dir, name)
+        if gfile.isdir(final):  # an unverified leftover of an interrupted download
+            gfile.rmtree(final)
+        if remote:
+            for folder, _dirs, files in os.walk(src):  # local scratch
+                rel = os.path.relpath(folder, src)
+                for file_name in files:
+                    dst = posixpath.join(final, file_name) if rel == "." else posixpath.join(final, rel, file_name)
+                    gfile.copy(os.path.join(folder, file_name), dst, overwrite=True)
+            with gfile.GFile(posixpath.join(final, ".verified"), "w") as f:
+                f.write(marker)
+        else:
+            with gfile.GFile(os.path.join(src, ".verified"), "w") as f:
+                f.write(marker)
+            gfile.rename(src, final)
     return final
 
 

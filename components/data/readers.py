@@ -14,6 +14,9 @@ line (malformed, rating outside the declared scale, unknown movie, duplicate (us
 bad ID) becomes a `Problem`; when more than `max_bad_records` problems are found a
 `DataError` is raised listing them. Problems within the tolerance are still reported
 (logged, and counted in `ReadReport`): nothing is dropped silently.
+
+Files are read through `tf.io.gfile`, so `data_dir` may be local or on any filesystem
+TensorFlow has registered (gs://, s3://, ...); TensorFlow is imported on first read.
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ import csv
 import dataclasses
 import logging
 import math
-import os
+import posixpath
 import re
 from typing import Callable, Iterator
 
@@ -34,6 +37,15 @@ FORMATS = (ML_100K, ML_LATEST)
 _ID_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
 _MAX_PROBLEMS_IN_MESSAGE = 20
 _SURROGATE_RE = re.compile("[\udc80-\udcff]")
+
+
+def _gfile():
+    import tensorflow as tf  # noqa: PLC0415  (lazy: `movierec data` commands start without TF)
+    return tf.io.gfile
+
+
+def _join(folder: str, name: str) -> str:
+    return posixpath.join(folder, name)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,9 +141,10 @@ class ReadReport:
 
 def detect_format(data_dir: str) -> str:
     """Returns `ml-100k` or `ml-latest` from the files present in `data_dir`."""
-    if not os.path.isdir(data_dir):
+    gfile = _gfile()
+    if not gfile.isdir(data_dir):
         raise FileNotFoundError(f"data directory {data_dir!r} does not exist")
-    names = set(os.listdir(data_dir))
+    names = {name.rstrip("/") for name in gfile.listdir(data_dir)}
     if {"u.data", "u.item"} <= names:
         return ML_100K
     if {"ratings.csv", "movies.csv"} <= names:
@@ -150,7 +163,7 @@ def _check_id(kind: str, value: str) -> str | None:
 
 def _lines(path: str, encoding: str, problems: list[Problem]) -> Iterator[tuple[int, str]]:
     """Yields (line number, line without its newline); undecodable bytes become a Problem."""
-    with open(path, "rb") as f:
+    with _gfile().GFile(path, "rb") as f:
         for number, raw in enumerate(f, start=1):
             try:
                 text = raw.decode(encoding)
@@ -167,13 +180,13 @@ def read_movies(data_dir: str, data_format: str | None = None) -> tuple[dict[str
     if data_format == ML_100K:
         return _read_movies_100k(data_dir)
     if data_format == ML_LATEST:
-        return _read_movies_csv(os.path.join(data_dir, "movies.csv"))
+        return _read_movies_csv(_join(data_dir, "movies.csv"))
     raise ValueError(f"unknown data format {data_format!r}; expected one of {FORMATS}")
 
 
 def _read_genre_names_100k(data_dir: str, problems: list[Problem]) -> list[str]:
-    path = os.path.join(data_dir, "u.genre")
-    if not os.path.exists(path):
+    path = _join(data_dir, "u.genre")
+    if not _gfile().exists(path):
         # u.genre is part of every ml-100k release; these are its contents in order.
         return ["unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
                 "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery",
@@ -199,7 +212,7 @@ def _genre_tuple(names) -> tuple[str, ...]:
 def _read_movies_100k(data_dir: str) -> tuple[dict[str, Movie], list[Problem]]:
     problems: list[Problem] = []
     genre_names = _read_genre_names_100k(data_dir, problems)
-    path = os.path.join(data_dir, "u.item")
+    path = _join(data_dir, "u.item")
     movies: dict[str, Movie] = {}
     expected = 5 + len(genre_names)
     for number, line in _lines(path, "latin-1", problems):
@@ -226,7 +239,7 @@ def _read_movies_100k(data_dir: str) -> tuple[dict[str, Movie], list[Problem]]:
 
 def _read_csv_rows(path: str, header: list[str], problems: list[Problem]) -> Iterator[tuple[int, list[str]]]:
     """Yields (line number, fields) of a UTF-8 CSV file after checking its header."""
-    with open(path, "rb") as f:
+    with _gfile().GFile(path, "rb") as f:
         # surrogateescape keeps undecodable bytes visible so each bad line is reported.
         text = f.read().decode("utf-8-sig", errors="surrogateescape")
     reader = csv.reader(text.splitlines(keepends=True), strict=True)
@@ -301,9 +314,9 @@ def _parse_rating_fields(fields: list[str], scale: RatingScale) -> tuple[tuple |
 
 def _rating_rows(data_dir: str, data_format: str, problems: list[Problem]) -> tuple[str, Iterator[tuple[int, list[str]]]]:
     if data_format == ML_100K:
-        path = os.path.join(data_dir, "u.data")
+        path = _join(data_dir, "u.data")
         return path, ((n, line.split("\t")) for n, line in _lines(path, "latin-1", problems) if line.strip())
-    path = os.path.join(data_dir, "ratings.csv")
+    path = _join(data_dir, "ratings.csv")
     return path, _read_csv_rows(path, ["userId", "movieId", "rating", "timestamp"], problems)
 
 

@@ -14,14 +14,18 @@ logged, never silently merged.
 
 `split_spans` cuts one MovieLens folder into spans by calendar month or into N equal parts
 by time, keeping the source format byte for byte (for the retrain demo and tests).
+
+Every path goes through `tf.io.gfile` (imported on first use), so span folders may be local
+or on any filesystem TensorFlow has registered (gs://, s3://, ...).
 """
 from __future__ import annotations
 
 import datetime as dt
+import io
 import os
+import posixpath
 import re
-import shutil
-import tempfile
+import uuid
 from typing import Iterable
 
 from movierec.components.data import readers
@@ -32,18 +36,28 @@ _SPAN_DIR = re.compile(r"^span-(\d+)$")
 MOVIE_FILES = {readers.ML_100K: ("u.item", "u.genre"), readers.ML_LATEST: ("movies.csv",)}
 
 
+def _gfile():
+    import tensorflow as tf  # noqa: PLC0415  (lazy: `movierec data` commands start without TF)
+    return tf.io.gfile
+
+
+def _is_remote(path: str) -> bool:
+    return "://" in path
+
+
 def span_dir(input_base: str, span: int) -> str:
-    return os.path.join(input_base, f"{SPAN_PREFIX}{span}")
+    return posixpath.join(input_base, f"{SPAN_PREFIX}{span}")
 
 
 def list_spans(input_base: str) -> list[int]:
     """Span numbers of the `span-<N>` folders under `input_base`, ascending."""
-    if not os.path.isdir(input_base):
+    gfile = _gfile()
+    if not gfile.isdir(input_base):
         raise FileNotFoundError(f"span input folder {input_base!r} does not exist")
     found = []
-    for name in os.listdir(input_base):
+    for name in (n.rstrip("/") for n in gfile.listdir(input_base)):
         match = _SPAN_DIR.match(name)
-        if match and os.path.isdir(os.path.join(input_base, name)):
+        if match and gfile.isdir(posixpath.join(input_base, name)):
             found.append(int(match.group(1)))
     return sorted(found)
 
@@ -69,11 +83,19 @@ def window_dirs(input_base: str, latest: int, size: int) -> list[str]:
 
 def files_fingerprint(folders: Iterable[str]) -> str:
     """Name, size and modification time of every file in `folders` (a cache key)."""
+    gfile = _gfile()
     parts = []
     for folder in folders:
-        for name in sorted(os.listdir(folder)):
-            st = os.stat(os.path.join(folder, name))
-            parts.append(f"{folder}/{name}:{st.st_size}:{st.st_mtime_ns}")
+        for name in sorted(n.rstrip("/") for n in gfile.listdir(folder)):
+            path = posixpath.join(folder, name)
+            if _is_remote(path):
+                st = gfile.stat(path)
+                size, mtime_ns = st.length, st.mtime_nsec
+            else:
+                # Local-only: os.stat keeps nanoseconds (gfile's local stat rounds to seconds).
+                st = os.stat(path)
+                size, mtime_ns = st.st_size, st.st_mtime_ns
+            parts.append(f"{folder}/{name}:{size}:{mtime_ns}")
     return "|".join(parts)
 
 
@@ -89,25 +111,28 @@ def split_spans(data_dir: str, out_dir: str, by: str = "count", count: int = 3) 
     spans of (nearly) equal size in timestamp order. The dataset is checked first (any
     invalid line stops the split, naming file and line); each span gets its ratings in
     the source's own format and a copy of the movie file(s). Written to a temporary
-    folder and renamed into place, so `out_dir` is either complete or absent.
+    folder and renamed into place, so a local `out_dir` is either complete or absent; on an
+    object store (no atomic rename) the spans are written in place, each span's ratings
+    before its movie file(s).
     Returns one summary dict per span: span, ratings, first and last timestamp.
     """
     if by not in ("month", "count"):
         raise ValueError(f"split by {by!r}: expected 'month' or 'count'")
     if by == "count" and count < 1:
         raise ValueError(f"span count must be >= 1, got {count}")
-    if os.path.exists(out_dir) and os.listdir(out_dir):
+    gfile = _gfile()
+    if gfile.exists(out_dir) and gfile.listdir(out_dir):
         raise FileExistsError(f"{out_dir} exists and is not empty; choose a new folder")
     readers.check_dataset(data_dir)  # raises DataError naming every bad line
     data_format = readers.detect_format(data_dir)
     if data_format == readers.ML_100K:
-        path, encoding = os.path.join(data_dir, "u.data"), "latin-1"
-        with open(path, encoding=encoding, newline="") as f:
+        path, encoding = posixpath.join(data_dir, "u.data"), "latin-1"
+        with io.StringIO(_read_text(path, encoding), newline="") as f:
             header, lines = "", [line for line in f if line.strip()]
         fields = [line.split("\t") for line in lines]
     else:
-        path, encoding = os.path.join(data_dir, "ratings.csv"), "utf-8"
-        with open(path, encoding=encoding, newline="") as f:
+        path, encoding = posixpath.join(data_dir, "ratings.csv"), "utf-8"
+        with io.StringIO(_read_text(path, encoding), newline="") as f:
             header, *lines = [line for line in f if line.strip()]
         fields = [line.split(",") for line in lines]
     if not lines[-1].endswith("\n"):
@@ -124,28 +149,38 @@ def split_spans(data_dir: str, out_dir: str, by: str = "count", count: int = 3) 
             raise ValueError(f"cannot cut {len(lines)} ratings into {count} spans")
         span_of = {i: rank * count // len(order) + 1 for rank, i in enumerate(order)}
         n_spans = count
-    parent = os.path.dirname(os.path.abspath(out_dir))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".spans-", dir=parent)
+    if _is_remote(out_dir):
+        target = out_dir
+    else:
+        parent = os.path.dirname(os.path.abspath(out_dir))  # local-only: a sibling to rename from
+        target = posixpath.join(parent, f".spans-{uuid.uuid4().hex}")
+    gfile.makedirs(target)
     summaries = []
     try:
         for span in range(1, n_spans + 1):
             members = [i for i in order if span_of[i] == span]
-            folder = span_dir(tmp, span)
-            os.makedirs(folder)
-            with open(os.path.join(folder, os.path.basename(path)), "w", encoding=encoding, newline="") as f:
-                f.write(header)
-                f.writelines(lines[i] for i in members)
+            folder = span_dir(target, span)
+            gfile.makedirs(folder)
+            text = header + "".join(lines[i] for i in members)
+            with gfile.GFile(posixpath.join(folder, posixpath.basename(path)), "wb") as f:
+                f.write(text.encode(encoding))
             for name in MOVIE_FILES[data_format]:
-                source = os.path.join(data_dir, name)
-                if os.path.exists(source):
-                    shutil.copyfile(source, os.path.join(folder, name))
+                source = posixpath.join(data_dir, name)
+                if gfile.exists(source):
+                    gfile.copy(source, posixpath.join(folder, name), overwrite=True)
             summaries.append({"span": span, "ratings": len(members),
                               "first": stamps[members[0]], "last": stamps[members[-1]]})
-        if os.path.exists(out_dir):
-            os.rmdir(out_dir)  # empty (checked above)
-        os.replace(tmp, out_dir)
+        if target != out_dir:
+            if gfile.exists(out_dir):
+                gfile.rmtree(out_dir)  # empty (checked above)
+            gfile.rename(target, out_dir)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if target != out_dir and gfile.exists(target):
+            gfile.rmtree(target)
         raise
     return summaries
+
+
+def _read_text(path: str, encoding: str) -> str:
+    with _gfile().GFile(path, "rb") as f:
+        return f.read().decode(encoding)

@@ -170,7 +170,7 @@ def model_rating_errors(loaded, data: EvalData, batch: int = 65536) -> dict | No
 def evaluate_model(model_uri: str, data: EvalData, config: EvalConfig, segs: Segments) -> tuple[dict, np.ndarray]:
     """(metrics, top-k lists [users, max(ks)]) of one model's train-masked export."""
     model_dir = os.path.join(model_uri, "Format-TFMA")
-    if not os.path.isdir(model_dir):
+    if not tf.io.gfile.isdir(model_dir):
         raise FileNotFoundError(f"{model_uri} has no Format-TFMA export (the train-masked model)")
     loaded = tf.saved_model.load(model_dir)
     top = model_top_k(loaded, data, max(config.ks), config.batch_users)
@@ -306,9 +306,9 @@ class Executor(base_executor.BaseExecutor):
             "segments": segs.described, "samples": sample_lists(data, lists, config.sample_users),
             "training": {k: training.get(k) for k in ("loss_history", "eval_rmse_history") if k in training},
         }
-        os.makedirs(evaluation.uri, exist_ok=True)
-        with open(os.path.join(evaluation.uri, METRICS_FILE), "w") as f:
-            json.dump(result, f, indent=2, sort_keys=True)
+        tf.io.gfile.makedirs(evaluation.uri)
+        with tf.io.gfile.GFile(os.path.join(evaluation.uri, METRICS_FILE), "w") as f:
+            f.write(json.dumps(result, indent=2, sort_keys=True))
         write_report(evaluation.uri, result, candidate.get("ndcg_per_user", []),
                      pop.get("ndcg_per_user", []))
         logging.info("RankingEvaluator[%s]: %s (%s)", name, "BLESSED" if blessed else "NOT BLESSED",
@@ -321,9 +321,9 @@ def _strip(metrics: dict) -> dict:
 
 def _training_metadata(model_uri: str) -> dict:
     path = os.path.join(model_uri, "Format-Serving", "assets.extra", "movierec.json")
-    if os.path.isfile(path):
-        with open(path) as f:
-            return json.load(f)
+    if tf.io.gfile.exists(path):
+        with tf.io.gfile.GFile(path, "r") as f:
+            return json.loads(f.read())
     return {}
 
 
@@ -334,7 +334,7 @@ def _save_png(fig, path: str) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
     plt.close(fig)
-    with open(path, "wb") as f:
+    with tf.io.gfile.GFile(path, "wb") as f:
         f.write(buf.getvalue())
     return base64.b64encode(buf.getvalue()).decode()
 
@@ -466,6 +466,6 @@ relevant = {relevant}. Novelty = mean -log2 p(movie) of the recommended movies i
 {''.join(f'<h2>{t}</h2><img src="data:image/png;base64,{b}">' for t, b in images)}
 </body></html>"""
     path = os.path.join(folder, REPORT_FILE)
-    with open(path, "w") as f:
+    with tf.io.gfile.GFile(path, "w") as f:
         f.write(page)
     return path
