@@ -24,6 +24,7 @@ import logging
 import os
 import socket
 import threading
+import time
 
 from movierec.serving.grpc_service import start_grpc_server
 from movierec.serving.manager import ModelManager
@@ -59,12 +60,19 @@ def _read_text(path: str) -> str | None:
         return None
 
 
+_accept_warned = [float("-inf")]
+
+
 def _loop_exception(loop: asyncio.AbstractEventLoop, context: dict) -> None:
     """The serving loop's exception handler: running out of file descriptors (or socket
     buffers) when accepting is an expected state under load or attack, not a bug: asyncio
     stops accepting for a second and tries again; that is logged as one warning line, not
     a traceback. Everything else goes to asyncio's default handler."""
     if context.get("message", "").startswith("socket.accept() out of system resource"):
+        now = time.monotonic()
+        if now - _accept_warned[0] < 1.0:   # asyncio retries each second: one line a second at most
+            return
+        _accept_warned[0] = now
         log.warning("cannot accept connections for now: %s (open connections hit the open-files limit; "
                     "idle ones close after idle_timeout_seconds)", context.get("exception"))
         return

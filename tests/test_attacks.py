@@ -192,6 +192,7 @@ class LegitClient:
 
 
 RESULTS: dict[str, tuple[float, float, int]] = {}   # attack -> (legit p99 s, RSS growth MB, calls)
+LOGS: dict[str, str] = {}                            # attack -> the server's log during it
 
 
 @contextlib.contextmanager
@@ -225,6 +226,7 @@ def under_attack(server: Server, name: str, p99_bound: float = LEGIT_P99_S):
     assert legit.p99() < p99_bound, (name, legit.p99())
     assert growth < RSS_GROWTH_MB, (name, growth)
     log = server.new_log()
+    LOGS[name] = log
     assert "Traceback" not in log and " ERROR " not in log, log[-3000:]
 
 
@@ -531,6 +533,11 @@ def test_idle_sockets_under_open_files_limit(server):
 
     with under_attack(server, "300 idle sockets, open-files limit 256"):
         run_for(IDLE_TIMEOUT_S + READ_TIMEOUT_S + 20, attack)
+    log = LOGS["300 idle sockets, open-files limit 256"]
+    print("".join(line for line in log.splitlines(True) if "cannot accept" not in line)[-1500:])
+    assert "cannot accept connections for now: [Errno 24]" in log   # the limit was reached
+    assert log.count("cannot accept connections") <= 2 * (IDLE_TIMEOUT_S + READ_TIMEOUT_S + 5)
+    print(f"idle sockets: a new connection made during the attack answered after {new_connection['seconds']:.1f} s")
     assert len(socks) == 300
     assert new_connection["answer"] == (200, {"predictions": [[2.5]]}), new_connection
     assert new_connection["seconds"] < max(IDLE_TIMEOUT_S, READ_TIMEOUT_S) + 5, new_connection
