@@ -656,6 +656,24 @@ def test_one_connection_cannot_take_every_slot():
     assert core._per_connection == {}   # noqa: SLF001
 
 
+def test_a_top_k_request_for_too_many_values_is_refused_before_the_model_runs():
+    """rows x k over max_response_values (10,000 users with k=100: the 69 kB gRPC request
+    whose answer is a million values) is refused from the inputs alone, naming the limit."""
+    from movierec.serving.errors import ServingError  # noqa: PLC0415
+    from movierec.serving.options import Limits  # noqa: PLC0415
+    from movierec.serving.service import PredictionCore  # noqa: PLC0415
+
+    core = PredictionCore(manager=None, limits=Limits(max_response_values=200_000))
+    users = np.array([b"1"] * 10_000, object)
+    with pytest.raises(ServingError) as e:
+        core.check_batch({"user_id": users, "k": np.int32(100)})
+    assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert e.value.message.startswith("Response too large: 10000 rows x k=100 is 1000000 values, more than the "
+                                      "limit 200000 (max_response_values)")
+    core.check_batch({"user_id": users, "k": np.int32(20)})                    # 200,000: allowed
+    core.check_batch({"user_id": users[:100], "k": np.full(100, 2000, np.int32)})   # per-row k: 200,000
+
+
 def test_a_cancelled_call_frees_its_slot_and_its_queued_model_work_never_runs():
     """A call whose client goes away is a cancelled task: its slot is released at once and
     its model call, still queued behind a busy model thread, is dropped."""
