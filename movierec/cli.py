@@ -377,6 +377,7 @@ def _config_from_args(args, data_dir: str) -> PipelineConfig:
 
 
 def _setup_logging(log_dir: str) -> str:
+    # Local-only: logging.FileHandler writes a local file.
     os.makedirs(log_dir, exist_ok=True)
     path = os.path.join(log_dir, time.strftime("run-%Y%m%d-%H%M%S.log"))
     handler = logging.FileHandler(path)
@@ -553,8 +554,12 @@ def _model_specs(args):
         if not (args.model_name and args.model_base_path):
             raise ValueError("--model_name and --model_base_path go together")
         return model_config.from_flags(args.model_name, args.model_base_path)
-    root = os.path.abspath(args.serving_root)
-    names = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d))) if os.path.isdir(root) else []
+    import tensorflow as tf  # noqa: PLC0415  (the serving root may be on an object store)
+
+    root = args.serving_root if "://" in args.serving_root else os.path.abspath(args.serving_root)
+    gfile = tf.io.gfile
+    children = [d.rstrip("/") for d in gfile.listdir(root)] if gfile.isdir(root) else []
+    names = sorted(d for d in children if gfile.isdir(os.path.join(root, d)))
     if not names:
         raise ValueError(f"no models to serve: {root} has no model folders (run `movierec run` first, "
                          "or pass --model_config_file / --model_name and --model_base_path)")

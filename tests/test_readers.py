@@ -144,3 +144,11 @@ def test_example_gen_skips_the_reshuffle_only_in_process():
     assert not runs_in_process(["--direct_running_mode=multi_processing", "--direct_num_workers=2"])
     assert not runs_in_process(["--runner=DataflowRunner", "--project=p"])
     assert not runs_in_process(["--direct_num_workers=0"])   # 0: as many workers as cores
+
+
+@pytest.mark.parametrize("data", [b"", b"a", b"a\n", b"a\nb", b"a\n\nb\r\n", b"x" * 5 + b"\n" + b"y" * 7 + b"\n"])
+def test_chunked_line_splitting_matches_local_file_iteration(data):
+    """Lines are read through tf.io.gfile in chunks; chunk edges must not move line edges."""
+    import io
+
+    assert list(readers._byte_lines(io.BytesIO(data), chunk_size=3)) == list(io.BytesIO(data))

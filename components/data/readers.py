@@ -164,7 +164,7 @@ def _check_id(kind: str, value: str) -> str | None:
 def _lines(path: str, encoding: str, problems: list[Problem]) -> Iterator[tuple[int, str]]:
     """Yields (line number, line without its newline); undecodable bytes become a Problem."""
     with _gfile().GFile(path, "rb") as f:
-        for number, raw in enumerate(f, start=1):
+        for number, raw in enumerate(_byte_lines(f), start=1):
             try:
                 text = raw.decode(encoding)
             except UnicodeDecodeError as e:
@@ -172,6 +172,22 @@ def _lines(path: str, encoding: str, problems: list[Problem]) -> Iterator[tuple[
                                                       f"at byte {e.start}"))
                 continue
             yield number, text.rstrip("\r\n")
+
+
+def _byte_lines(f, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+    """The lines of binary file `f` split on b"\\n", as iterating a local file gives them;
+    read in large chunks (GFile's own line iteration is an order of magnitude slower)."""
+    rest = b""
+    while True:
+        chunk = f.read(chunk_size)
+        if not chunk:
+            break
+        lines = (rest + chunk).split(b"\n")
+        rest = lines.pop()
+        for line in lines:
+            yield line + b"\n"
+    if rest:
+        yield rest
 
 
 def read_movies(data_dir: str, data_format: str | None = None) -> tuple[dict[str, Movie], list[Problem]]:
