@@ -24,6 +24,7 @@ import csv
 import dataclasses
 import logging
 import math
+import os
 import posixpath
 import re
 from typing import Callable, Iterator
@@ -39,8 +40,23 @@ _MAX_PROBLEMS_IN_MESSAGE = 20
 _SURROGATE_RE = re.compile("[\udc80-\udcff]")
 
 
+class _LocalFiles:
+    """The part of `tf.io.gfile` the readers use, for local paths, where TensorFlow is not
+    installed (the peers benchmark's environment reads MovieLens through these readers)."""
+
+    GFile = staticmethod(open)
+    isdir = staticmethod(os.path.isdir)
+    exists = staticmethod(os.path.exists)
+    listdir = staticmethod(os.listdir)
+
+
 def _gfile():
-    import tensorflow as tf  # noqa: PLC0415  (lazy: `movierec data` commands start without TF)
+    """tf.io.gfile, so that gs:// and s3:// folders read like local ones; without TensorFlow,
+    local paths only."""
+    try:
+        import tensorflow as tf  # noqa: PLC0415  (lazy: `movierec data` commands start without TF)
+    except ImportError:
+        return _LocalFiles
     return tf.io.gfile
 
 
