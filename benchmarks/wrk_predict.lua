@@ -11,7 +11,7 @@ local users = {}
 for line in io.lines(os.getenv("USERS_FILE")) do users[#users + 1] = line end
 request = function()
   local u = users[math.random(#users)]
-  return wrk.format(nil, nil, nil, '{"inputs":{"user_id":["' .. u .. '"],"k":10,"exclude_movie_ids":[[""]]}}')
+  return wrk.format(nil, nil, nil, '{"instances":[{"user_id":"' .. u .. '"}]}')
 end
 done = function(summary, latency, requests)
   local e = summary.errors
