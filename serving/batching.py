@@ -135,6 +135,12 @@ class LoopBatcher:
             asyncio.ensure_future(self._flush_group(servable, signature_name, output_filter, *entry))
 
     async def _flush_group(self, servable, signature_name, output_filter, group, futures) -> None:
+        # a request cancelled while it waited for company (its client reset or went away)
+        # is dropped here, so its rows are never computed
+        live = [(p, f) for p, f in zip(group, futures) if not f.done()]
+        if not live:
+            return
+        group, futures = [p for p, _ in live], [f for _, f in live]
         if len(group) > 1:
             self.calls += 1
         self.requests += len(group)

@@ -59,6 +59,32 @@ def test_concurrent_requests_are_merged_and_split_back():
     assert servable.rows == [16] and core.loop_batcher.calls == 1 and core.loop_batcher.requests == 8
 
 
+def test_a_request_cancelled_while_waiting_for_its_batch_is_never_computed():
+    """A client that goes away while its request waits for company (a 50 ms batch window)
+    frees its rows: the merged call holds only the two live requests (2 + 3 rows)."""
+    core, executor = loop_core(batching=BatchingOptions(max_batch_rows=256, timeout_micros=50_000))
+    servable = CountingServable(core.manager.servable("half", None, None))
+
+    def x(rows, start):
+        return {"x": np.arange(start, start + rows, dtype=np.float32)[:, None]}
+
+    async def run():
+        tasks = [asyncio.ensure_future(core.predict_async(servable, "", x(rows, start)))
+                 for rows, start in ((2, 0), (7, 10), (3, 20))]
+        await asyncio.sleep(0.01)   # all three wait in the batch window
+        tasks[1].cancel()
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    try:
+        first, cancelled, third = asyncio.run(run())
+    finally:
+        executor.shutdown()
+    assert isinstance(cancelled, asyncio.CancelledError)
+    assert servable.rows == [5]
+    np.testing.assert_allclose(first["y"], [[2.0], [2.5]])
+    np.testing.assert_allclose(third["y"], [[12.0], [12.5], [13.0]])
+
+
 class RefusingServable(CountingServable):
     """Fails any call that contains the value 13 (as a model would on a bad value)."""
 
