@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from movierec.components.ranking_evaluator.eval_config import EvalConfig
+from movierec.settings_dict import from_dict
 
 
 def _check(condition: bool, name: str, value: Any, expectation: str) -> None:
@@ -149,12 +150,8 @@ class ContentConfig:
         return cls(profile="share", deviation_weight=0.0, popularity_weight=0.0, decades=False)
 
     @classmethod
-    def from_dict(cls, values: dict) -> "ContentConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown content settings {unknown}; known: {sorted(known)}")
-        return cls(**values)
+    def from_dict(cls, values: Mapping[str, Any]) -> "ContentConfig":
+        return from_dict(cls, values, "content")
 
 
 @dataclass(frozen=True)
@@ -247,11 +244,7 @@ def _absolute(path: str) -> str:
 
 def mf_config_from_dict(values: Mapping[str, Any]) -> MFConfig:
     """Rebuilds (and re-validates) an MFConfig inside a Trainer process."""
-    known = {f.name for f in dataclasses.fields(MFConfig)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"config: unknown MF settings {unknown}; known: {sorted(known)}")
-    return MFConfig(**values)
+    return from_dict(MFConfig, values, "MF")
 
 
 def default_schema_path() -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 
 from movierec.components.mf.biases import BIAS_L2
+from movierec.settings_dict import from_dict
 
 RATING_METRICS = ("rmse", "mae")   # lower is better; measured only with predict_rating
 LOWER_IS_BETTER = set(RATING_METRICS)
@@ -107,11 +108,7 @@ class EvalConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "EvalConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown evaluation settings {unknown}; known: {sorted(known)}")
-        return cls(**values)
+        return from_dict(cls, values, "evaluation")
 
 
 def _rule(value) -> Rule:
