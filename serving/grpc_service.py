@@ -187,14 +187,20 @@ class PredictionService:
                 fill_tensor_proto(response.outputs[alias], value)
             return response
 
+    async def _infer_examples(self, request, method: str, deadline: float | None):
+        """Classify or Regress: the request's tf.Examples through `servable.<method>` ->
+        (servable, its results)."""
+        version, label = _version_and_label(request.model_spec)
+        servable = self.core.manager.servable(request.model_spec.name, version, label)
+        examples = serialized_examples(request.input)
+        results = await self.core.infer_async(len(examples), getattr(servable, method),
+                                              request.model_spec.signature_name, examples, deadline=deadline)
+        return servable, results
+
     async def classify(self, request: classification_pb2.ClassificationRequest, deadline: float | None):
         name = request.model_spec.name
         with self.core.request(name, "classify", "GRPC"):
-            version, label = _version_and_label(request.model_spec)
-            servable = self.core.manager.servable(name, version, label)
-            examples = serialized_examples(request.input)
-            classes = await self.core.infer_async(len(examples), servable.classify,
-                                                  request.model_spec.signature_name, examples, deadline=deadline)
+            servable, classes = await self._infer_examples(request, "classify", deadline)
             response = classification_pb2.ClassificationResponse()
             _fill_model_spec(response.model_spec, name, request.model_spec.signature_name, servable.version)
             _fill_classifications(response.result, classes)
@@ -203,11 +209,7 @@ class PredictionService:
     async def regress(self, request: regression_pb2.RegressionRequest, deadline: float | None):
         name = request.model_spec.name
         with self.core.request(name, "regress", "GRPC"):
-            version, label = _version_and_label(request.model_spec)
-            servable = self.core.manager.servable(name, version, label)
-            examples = serialized_examples(request.input)
-            values = await self.core.infer_async(len(examples), servable.regress,
-                                                 request.model_spec.signature_name, examples, deadline=deadline)
+            servable, values = await self._infer_examples(request, "regress", deadline)
             response = regression_pb2.RegressionResponse()
             _fill_model_spec(response.model_spec, name, request.model_spec.signature_name, servable.version)
             for v in values:
