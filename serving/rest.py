@@ -331,7 +331,7 @@ async def start_rest_server(core: PredictionCore, sock: socket.socket,
         return await _respond(api, request)
 
     app = web.Application(client_max_size=core.limits.max_body_bytes)
-    app.router.add_route("*", "/{path:.*}", handler)
+    app.router.add_route("*", r"/{path:[\s\S]*}", handler)   # any path, newlines included
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=2.0,
                            keepalive_timeout=core.limits.idle_timeout_seconds, handler_cancellation=True,
                            max_line_size=8190, max_field_size=8190, max_headers=100,
