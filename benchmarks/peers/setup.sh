@@ -25,23 +25,10 @@ if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && [ -x "$VENV/bin/python"
   exit 0
 fi
 
-find_python() {
-  local c
-  for c in python3.10 "$(command -v pyenv >/dev/null 2>&1 && echo "$(pyenv root)/versions/3.10.13/bin/python3.10")"; do
-    [ -n "$c" ] || continue
-    if command -v "$c" >/dev/null 2>&1 && "$c" -c 'import sys; assert sys.version_info[:2] == (3, 10)' 2>/dev/null; then
-      command -v "$c"; return 0
-    fi
-  done
-  if command -v pyenv >/dev/null 2>&1; then
-    for c in "$(pyenv root)"/versions/3.10.*/bin/python3.10; do
-      [ -x "$c" ] && { echo "$c"; return 0; }
-    done
-  fi
-  return 1
-}
-
-PY=$(find_python) || { echo "peers: no Python 3.10 on PATH or under pyenv" >&2; exit 1; }
+# The Python 3.10 that `make venv` (scripts/bootstrap.sh) found for the project's own venv,
+# which run.sh needs anyway for the project's rows.
+[ -x "$REPO/.venv/bin/python" ] || (cd "$REPO" && scripts/bootstrap.sh)
+PY="$(sed -n 's/^home *= *//p' "$REPO/.venv/pyvenv.cfg")/python3.10"
 echo "peers: using $PY" >&2
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 pip() { "$VENV/bin/python" -m pip --disable-pip-version-check "$@"; }
