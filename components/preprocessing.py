@@ -6,7 +6,9 @@ Outputs (names from `features`):
   genre_ids  int64 ragged [B, None]  indices in vocabulary `genre` (one row per rating;
                               an empty row for a movie without genres). `genre_multi_hot`
                               turns them into the [B, num_genres] multi-hot matrix.
-  rating     float32 [B]
+  rating     float32 [B]        NaN for an implicit event (the schema of implicit data makes the
+                              raw rating optional; `features.has_ratings` reads the result)
+  weight     float32 [B]        the event's declared weight; 1 where the example has none
   timestamp  int64 [B]
   title      string [B]
 
@@ -25,10 +27,13 @@ from movierec.components import features
 NUM_OOV_BUCKETS = 1
 
 
-def _dense_1d(x: tf.Tensor | tf.SparseTensor) -> tf.Tensor:
-    """[B, 1] (FixedLen with shape [1]) -> [B]."""
+def _dense_1d(x: tf.Tensor | tf.SparseTensor | tf.RaggedTensor, default=None) -> tf.Tensor:
+    """[B, 1] (FixedLen with shape [1]) or an optional feature ([B, None], at most one value;
+    `default` where a row has none) -> [B]."""
     if isinstance(x, tf.SparseTensor):
-        x = tf.sparse.to_dense(x)
+        x = tf.RaggedTensor.from_sparse(x)
+    if isinstance(x, tf.RaggedTensor):
+        x = x.to_tensor(default_value=default, shape=[None, 1])
     return tf.reshape(x, [-1])
 
 
@@ -42,13 +47,19 @@ def preprocessing_fn(inputs: Dict[str, Any], custom_config: Optional[Dict[str, A
         genres = genres.to_sparse()
     genre_ids = tft.compute_and_apply_vocabulary(
         genres, vocab_filename=features.GENRE_VOCAB, num_oov_buckets=0, default_value=-1)
+    batch = tf.shape(user_id)[0]
+    rating = (tf.cast(_dense_1d(inputs[features.RATING], float("nan")), tf.float32)
+              if features.RATING in inputs else tf.fill([batch], float("nan")))
+    weight = (tf.cast(_dense_1d(inputs[features.WEIGHT], 1.0), tf.float32)
+              if features.WEIGHT in inputs else tf.ones([batch], tf.float32))
     return {
         features.USER_IDX: tft.compute_and_apply_vocabulary(
             user_id, vocab_filename=features.USER_VOCAB, num_oov_buckets=NUM_OOV_BUCKETS),
         features.MOVIE_IDX: tft.compute_and_apply_vocabulary(
             movie_id, vocab_filename=features.MOVIE_VOCAB, num_oov_buckets=NUM_OOV_BUCKETS),
         features.GENRE_IDS: genre_ids,
-        features.RATING: tf.cast(_dense_1d(inputs[features.RATING]), tf.float32),
+        features.RATING: rating,
+        features.WEIGHT: weight,
         features.TIMESTAMP: _dense_1d(inputs[features.TIMESTAMP]),
         features.TITLE: _dense_1d(inputs[features.TITLE]),
     }

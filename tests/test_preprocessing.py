@@ -29,7 +29,7 @@ def transformed(tmp_path_factory):
     metadata = tft.DatasetMetadata(schema)
     raw = [{features.USER_ID: [u.encode()], features.MOVIE_ID: [m.encode()], features.RATING: [r],
             features.TIMESTAMP: [i], features.TITLE: [f"T {m}".encode()],
-            features.GENRES: [g.encode() for g in gs]} for i, (u, m, r, gs) in enumerate(ROWS)]
+            features.GENRES: [g.encode() for g in gs], features.WEIGHT: []} for i, (u, m, r, gs) in enumerate(ROWS)]
     with beam.Pipeline() as p, tft_beam.Context(temp_dir=tmp + "/tmp"):
         data = p | beam.Create(raw)
         transform_fn = (data, metadata) | tft_beam.AnalyzeDataset(preprocessing.preprocessing_fn)
@@ -40,7 +40,8 @@ def transformed(tmp_path_factory):
              features.RATING: tf.constant([[r] for _, _, r, _ in ROWS]),
              features.TIMESTAMP: tf.constant([[i] for i in range(len(ROWS))], tf.int64),
              features.TITLE: tf.constant([[f"T {m}"] for _, m, _, _ in ROWS]),
-             features.GENRES: tf.ragged.constant([g for _, _, _, g in ROWS], dtype=tf.string).to_sparse()}
+             features.GENRES: tf.ragged.constant([g for _, _, _, g in ROWS], dtype=tf.string).to_sparse(),
+             features.WEIGHT: tf.ragged.constant([[]] * len(ROWS), dtype=tf.float32).to_sparse()}
     return out, out.transform_features_layer()(batch)
 
 
@@ -56,6 +57,7 @@ def test_rows_are_indexed_and_genres_multi_hot(transformed):
     assert t[features.USER_IDX].numpy().tolist() == [0, 0, 0, 1, 1, 2]
     assert t[features.MOVIE_IDX].numpy().tolist() == [0, 1, 2, 0, 1, 0]
     assert t[features.RATING].numpy().tolist() == [4.0, 3.0, 5.0, 2.0, 1.0, 5.0]
+    assert t[features.WEIGHT].numpy().tolist() == [1.0] * 6   # no weight: 1
     genre_ids = tf.RaggedTensor.from_sparse(t[features.GENRE_IDS])
     assert genre_ids.to_list() == [[0], [1, 0], [], [0], [1, 0], [0]]
     multi_hot = preprocessing.genre_multi_hot(genre_ids, 2).numpy()

@@ -152,3 +152,155 @@ def test_chunked_line_splitting_matches_local_file_iteration(data):
     import io
 
     assert list(readers._byte_lines(io.BytesIO(data), chunk_size=3)) == list(io.BytesIO(data))
+
+
+# --- every MovieLens layout, detected from its files, each with its quirks ---------------------
+
+def dat_dir(tmp_path, name: str, ratings: bytes | str, movies: bytes | str, extra: dict = None) -> str:
+    d = str(tmp_path / name)
+    write(os.path.join(d, "ratings.dat"), ratings)
+    write(os.path.join(d, "movies.dat"), movies)
+    for file_name, text in (extra or {}).items():
+        write(os.path.join(d, file_name), text)
+    return d
+
+
+ML1M_USERS = "1::F::1::10::48067\n2::M::56::16::70072\n"
+ML1M_MOVIES = ("1::Toy Story (1995)::Animation|Children's|Comedy\n"
+               "2::Misérables, Les (1995)::Drama|Musical\n"
+               "3::Star Wars: Episode IV - A New Hope (1977)::Action|Sci-Fi\n"
+               "4::Maltese Falcon, The (1941)::Film-Noir|Mystery\n").encode("latin-1")
+
+
+def test_ml1m_dat_latin1_whole_stars_and_old_genre_spelling(tmp_path):
+    d = dat_dir(tmp_path, "ml-1m", "1::1::5::978300760\n1::2::3::978302109\n2::3::4::978301968\n2::4::1::0\n",
+                ML1M_MOVIES, {"users.dat": ML1M_USERS})
+    assert readers.detect_format(d) == "ml-1m"
+    records = list(readers.read_ratings(d))
+    assert [(r.user_id, r.movie_id, r.rating, r.timestamp) for r in records] == [
+        ("1", "1", 5.0, 978300760), ("1", "2", 3.0, 978302109), ("2", "3", 4.0, 978301968), ("2", "4", 1.0, 0)]
+    assert records[0].genres == ("Animation", "Children", "Comedy")   # "Children's" read as "Children"
+    assert records[1].title == "Misérables, Les (1995)"                # latin-1 byte 0xe9
+    assert records[2].title == "Star Wars: Episode IV - A New Hope (1977)"   # ':' inside a '::' file
+    assert records[3].genres == ("Film-Noir", "Mystery")
+
+
+@pytest.mark.parametrize("ratings,message", [
+    ("1::1::4.5::5\n", r"ratings.dat:1: rating 4.5 is not a multiple of 1"),   # ml-1m: whole stars only
+    ("1::1::5\n", r"ratings.dat:1: expected 4 fields"),
+    ("1,1,5,5\n", r"ratings.dat:1: expected 4 fields .* got 1"),               # CSV is not this layout
+    ("1::9::5::5\n", r"ratings.dat:1: movie id '9' is not in the movie file"),
+    ("1::1::5::yesterday\n", r"ratings.dat:1: timestamp 'yesterday' is not an integer"),
+])
+def test_ml1m_bad_ratings_are_named_by_file_and_line(tmp_path, ratings, message):
+    d = dat_dir(tmp_path, "ml-1m", ratings, ML1M_MOVIES, {"users.dat": ML1M_USERS})
+    with pytest.raises(readers.DataError, match=message):
+        list(readers.read_ratings(d))
+
+
+@pytest.mark.parametrize("movies,message", [
+    (b"1::Toy Story (1995)\n", r"movies.dat:1: expected 3 '::'-separated fields \(MovieID::Title::Genres\), got 2"),
+    (b"1::Toy Story (1995)::Comedy\n1::Again::Drama\n", r"movies.dat:2: duplicate movie id '1'"),
+    (b"1:Toy Story (1995):Comedy\n", r"movies.dat:1: expected 3 '::'-separated fields"),   # single colons
+])
+def test_ml1m_bad_movie_lines(tmp_path, movies, message):
+    d = dat_dir(tmp_path, "ml-1m", "1::1::5::1\n", movies, {"users.dat": ML1M_USERS})
+    with pytest.raises(readers.DataError, match=message):
+        next(readers.read_ratings(d))
+
+
+ML10M_MOVIES = ("1::Toy Story (1995)::Adventure|Animation|Children|Comedy|Fantasy\n"
+                "8606::Pull My Daisy (1958)::(no genres listed)\n"
+                "4973::Amélie (Fabuleux destin d'Amélie Poulain, Le) (2001)::Comedy|Romance\n"
+                "5::Batman (1989)::Action|IMAX\n")
+
+
+def test_ml10m_dat_utf8_half_stars_no_genres_and_imax(tmp_path):
+    d = dat_dir(tmp_path, "ml-10m", "1::1::4.5::838985046\n1::8606::0.5::838983525\n2::4973::5::1\n3::5::3::2\n",
+                ML10M_MOVIES.encode("utf-8"), {"tags.dat": "15::4973::excellent!::1215184630\n"})
+    assert readers.detect_format(d) == "ml-10m"   # ratings.dat + movies.dat, no users.dat
+    records = list(readers.read_ratings(d))
+    assert [r.rating for r in records] == [4.5, 0.5, 5.0, 3.0]
+    assert records[0].genres == ("Adventure", "Animation", "Children", "Comedy", "Fantasy")
+    assert records[1].genres == ()                     # "(no genres listed)"
+    assert records[2].title == "Amélie (Fabuleux destin d'Amélie Poulain, Le) (2001)"
+    assert records[3].genres == ("Action", "IMAX")
+
+
+@pytest.mark.parametrize("ratings,movies,message", [
+    ("1::1::5.5::1\n", ML10M_MOVIES.encode(), r"ratings.dat:1: rating 5.5 is outside the scale 0.5..5"),
+    ("1::1::0::1\n", ML10M_MOVIES.encode(), r"ratings.dat:1: rating 0 is outside the scale 0.5..5"),
+    ("1::1::4.25::1\n", ML10M_MOVIES.encode(), r"ratings.dat:1: rating 4.25 is not a multiple of 0.5"),
+    ("1::1::4::1\n", "1::Amélie (2001)::Comedy\n".encode("latin-1"), r"movies.dat:1: not valid utf-8"),  # ml-1m bytes
+])
+def test_ml10m_bad_input(tmp_path, ratings, movies, message):
+    d = dat_dir(tmp_path, "ml-10m", ratings, movies)
+    with pytest.raises(readers.DataError, match=message):
+        list(readers.read_ratings(d))
+
+
+ML25M_MOVIES = ('movieId,title,genres\n'
+                '1,Toy Story (1995),Adventure|Animation|Children|Comedy|Fantasy\n'
+                '11,"American President, The (1995)",Comedy|Drama|Romance\n'
+                '1000,"""Great Performances"" Cats (1998)",Musical\n'
+                '2000,Sweet Charity (1969),Comedy|Drama|Musical|Romance\n'
+                '3000,Zazie dans le métro (1960),Comedy\n'
+                '209171,Women of Devil\'s Island (1962),Action|Adventure|Drama\n'
+                '131260,Rentun Ruusu (2001),(no genres listed)\n')
+
+
+@pytest.mark.parametrize("name,extra", [
+    ("ml-20m", {"links.csv": "movieId,imdbId,tmdbId\n1,0114709,862\n11,0112346,\n",
+                "genome-scores.csv": "movieId,tagId,relevance\n1,1,0.025\n"}),
+    ("ml-25m", {"links.csv": "movieId,imdbId,tmdbId\n1,0114709,862\n", "tags.csv": "userId,movieId,tag,timestamp\n"}),
+    ("ml-32m", {"links.csv": "movieId,imdbId,tmdbId\n1,0114709,862\n"}),
+    ("ml-latest-small", {}),
+])
+def test_csv_layouts_quoted_titles_half_stars_and_no_genres(tmp_path, name, extra):
+    d = str(tmp_path / name)
+    write(os.path.join(d, "movies.csv"), ML25M_MOVIES)
+    write(os.path.join(d, "ratings.csv"), "userId,movieId,rating,timestamp\r\n1,11,3.5,1112486027\r\n"
+                                         "1,1000,5.0,1112484676\r\n2,3000,0.5,964982703\r\n2,131260,4,1\r\n")
+    for file_name, text in extra.items():
+        write(os.path.join(d, file_name), text)
+    assert readers.detect_format(d) == "ml-latest"
+    records = list(readers.read_ratings(d))
+    assert [(r.user_id, r.movie_id, r.rating) for r in records] == [
+        ("1", "11", 3.5), ("1", "1000", 5.0), ("2", "3000", 0.5), ("2", "131260", 4.0)]   # CRLF line ends
+    assert records[0].title == "American President, The (1995)"        # comma inside quotes
+    assert records[1].title == '"Great Performances" Cats (1998)'      # doubled quotes
+    assert records[2].title == "Zazie dans le métro (1960)"
+    assert records[3].genres == ()
+
+
+@pytest.mark.parametrize("ratings,message", [
+    ("userId,movieId,rating,timestamp\n1,11,3.5,1112486027.5\n", r"ratings.csv:2: timestamp '1112486027.5' is not"),
+    ("userId,movieId,rating,timestamp\n1,11,3.5\n", r"ratings.csv:2: expected 4 fields"),
+    ("userId::movieId::rating::timestamp\n1::11::3.5::1\n", r"ratings.csv:1: expected header"),
+    ('userId,movieId,rating,timestamp\n1,"11,3.5,1\n', r"ratings.csv:2: "),   # unclosed quote
+])
+def test_csv_layout_bad_ratings(tmp_path, ratings, message):
+    d = mllatest(tmp_path, ratings, ML25M_MOVIES)
+    with pytest.raises(readers.DataError, match=message):
+        list(readers.read_ratings(d))
+
+
+def test_csv_movie_with_unquoted_comma_title_is_named(tmp_path):
+    d = mllatest(tmp_path, "userId,movieId,rating,timestamp\n1,11,3.5,1\n",
+                 "movieId,title,genres\n11,American President, The (1995),Comedy\n")
+    with pytest.raises(readers.DataError, match=r"movies.csv:2: expected 3 fields, got 4"):
+        next(readers.read_ratings(d))
+
+
+def test_genre_spellings_are_one_across_layouts(tmp_path):
+    """ml-100k's "Children's" and the CSV layouts' "Children" are the same genre."""
+    d = ml100k(tmp_path, "1\t1\t4\t1\n", items="1|Toy Story (1995)|x||u|0|0|1\n")
+    write(os.path.join(d, "u.genre"), "unknown|0\nAction|1\nChildren's|2\n")
+    assert list(readers.read_ratings(d))[0].genres == ("Children",)
+
+
+def test_partial_layout_names_what_was_found(tmp_path):
+    d = str(tmp_path / "half")
+    write(os.path.join(d, "ratings.dat"), "1::1::5::1\n")
+    with pytest.raises(readers.DataError, match=r"found only ratings.dat"):
+        readers.detect_format(d)

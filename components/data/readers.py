@@ -1,19 +1,33 @@
-"""Readers for MovieLens files, with checks that name the file and line of every problem.
+"""Readers for MovieLens files and declared datasets, with checks that name the file and
+line of every problem.
 
-Two layouts are understood (detected from the file names in a directory):
+Layouts (detected from the file names in a directory, `detect_format`):
 
 * `ml-100k`: `u.data` (tab separated `user item rating timestamp`), `u.item` (latin-1,
   `id|title|release|video release|url|<19 genre flags>`) and `u.genre` (`name|index`).
-  Ratings are whole stars, 1 to 5.
-* `ml-latest` / `ml-latest-small` / `ml-25m` (and the synthetic generator's output):
-  `ratings.csv` (`userId,movieId,rating,timestamp`) and `movies.csv` (`movieId,title,genres`
-  with genres separated by `|`). Ratings are half stars, 0.5 to 5.
+  Whole stars, 1 to 5.
+* `ml-1m`: `ratings.dat` (`UserID::MovieID::Rating::Timestamp`), `movies.dat`
+  (`MovieID::Title::Genres`, latin-1, genres separated by `|`) and `users.dat` (demographics,
+  not used; its presence is what tells ml-1m from ml-10m). Whole stars, 1 to 5.
+* `ml-10m` (the `ml-10M100K` archive): `ratings.dat` and `movies.dat` as in ml-1m but UTF-8,
+  half stars 0.5 to 5, `tags.dat` (not used) and no `users.dat`.
+* `ml-latest`: the CSV layout of ml-20m, ml-25m, ml-32m, ml-latest and ml-latest-small (and
+  of the synthetic generator): `ratings.csv` (`userId,movieId,rating,timestamp`) and
+  `movies.csv` (`movieId,title,genres`, UTF-8, titles quoted when they hold commas or quotes).
+  Half stars, 0.5 to 5. `links.csv`, `tags.csv` and `genome-*.csv` are not used.
+* `interactions`: any dataset described by a `movierec-data.yaml` in its folder (CSV or
+  Parquet events with or without ratings, see `components/data/interactions.py`). The
+  declaration wins over file-name detection.
 
-`read_ratings(data_dir)` yields one joined `RatingRecord` per valid rating. Every invalid
-line (malformed, rating outside the declared scale, unknown movie, duplicate (user, movie),
-bad ID) becomes a `Problem`; when more than `max_bad_records` problems are found a
-`DataError` is raised listing them. Problems within the tolerance are still reported
-(logged, and counted in `ReadReport`): nothing is dropped silently.
+Genre names are read in one spelling across versions (`features.GENRE_SPELLINGS`:
+ml-100k/ml-1m's "Children's" is today's "Children") and "no genre" labels ("unknown",
+"(no genres listed)") become an empty genre list.
+
+`read_ratings(data_dir)` yields one joined `RatingRecord` per valid rating (or implicit
+event). Every invalid line (malformed, rating outside the declared scale, unknown movie,
+duplicate (user, movie), bad ID) becomes a `Problem`; when more than `max_bad_records`
+problems are found a `DataError` is raised listing them. Problems within the tolerance are
+still reported (logged, and counted in `ReadReport`): nothing is dropped silently.
 
 Files are read through `tf.io.gfile`, so `data_dir` may be local or on any filesystem
 TensorFlow has registered (gs://, s3://, ...); TensorFlow is imported on first read.
@@ -32,8 +46,15 @@ from typing import Callable, Iterator
 from movierec.components import features
 
 ML_100K = "ml-100k"
-ML_LATEST = "ml-latest"
-FORMATS = (ML_100K, ML_LATEST)
+ML_1M = "ml-1m"
+ML_10M = "ml-10m"
+ML_LATEST = "ml-latest"          # ml-20m, ml-25m, ml-32m, ml-latest, ml-latest-small
+INTERACTIONS = "interactions"    # a folder with a movierec-data.yaml declaration
+FORMATS = (ML_100K, ML_1M, ML_10M, ML_LATEST, INTERACTIONS)
+DECLARATION = "movierec-data.yaml"
+
+# The `::`-separated layouts: their encoding (movie titles) and the file that tells them apart.
+_DAT_ENCODING = {ML_1M: "latin-1", ML_10M: "utf-8"}
 
 _ID_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
 _MAX_PROBLEMS_IN_MESSAGE = 20
@@ -86,6 +107,8 @@ class RatingScale:
 
 SCALES = {
     ML_100K: RatingScale(1.0, 5.0, 1.0),
+    ML_1M: RatingScale(1.0, 5.0, 1.0),
+    ML_10M: RatingScale(0.5, 5.0, 0.5),
     ML_LATEST: RatingScale(0.5, 5.0, 0.5),
 }
 
@@ -124,16 +147,21 @@ class Movie:
 
 @dataclasses.dataclass(frozen=True)
 class RatingRecord:
-    """One rating joined with its movie's metadata: the pipeline's input record."""
+    """One rating (or implicit event) joined with its movie's metadata: the pipeline's input
+    record. `rating` is None for implicit events; `weight` is None unless the dataset
+    declares per-event weights (read as 1)."""
 
     user_id: str
     movie_id: str
-    rating: float
+    rating: float | None
     timestamp: int
     title: str
     genres: tuple[str, ...]
+    weight: float | None = None
 
     def as_feature_dict(self) -> dict:
+        """{raw feature name: value}; a None value means the feature is absent from the
+        example (rating of an implicit event, weight of a dataset without weights)."""
         return {
             features.USER_ID: self.user_id,
             features.MOVIE_ID: self.movie_id,
@@ -141,6 +169,7 @@ class RatingRecord:
             features.TIMESTAMP: self.timestamp,
             features.TITLE: self.title,
             features.GENRES: self.genres,
+            features.WEIGHT: self.weight,
         }
 
 
@@ -149,25 +178,41 @@ class ReadReport:
     """What a read saw: counts and every problem (kept within the tolerance)."""
 
     data_format: str = ""
-    ratings: int = 0
+    ratings: int = 0               # records yielded (ratings, or implicit (user, item) pairs)
     movies: int = 0
     users: int = 0
     problems: list[Problem] = dataclasses.field(default_factory=list)
 
 
 def detect_format(data_dir: str) -> str:
-    """Returns `ml-100k` or `ml-latest` from the files present in `data_dir`."""
+    """The layout of `data_dir` (one of `FORMATS`) from the files present in it."""
     gfile = _gfile()
     if not gfile.isdir(data_dir):
         raise FileNotFoundError(f"data directory {data_dir!r} does not exist")
     names = {name.rstrip("/") for name in gfile.listdir(data_dir)}
+    if DECLARATION in names:
+        return INTERACTIONS
     if {"u.data", "u.item"} <= names:
         return ML_100K
+    if {"ratings.dat", "movies.dat"} <= names:
+        return ML_1M if "users.dat" in names else ML_10M
     if {"ratings.csv", "movies.csv"} <= names:
         return ML_LATEST
+    found = sorted(names & {"u.data", "u.item", "ratings.dat", "movies.dat", "ratings.csv", "movies.csv"})
+    seen = f"; found only {', '.join(found)}" if found else ""
     raise DataError(
-        [Problem(data_dir, 0, "no MovieLens files: expected u.data + u.item (ml-100k) "
-                              "or ratings.csv + movies.csv (ml-latest)")])
+        [Problem(data_dir, 0, "no MovieLens files: expected u.data + u.item (ml-100k), "
+                              "ratings.dat + movies.dat (+ users.dat: ml-1m; without: ml-10m), "
+                              f"ratings.csv + movies.csv (ml-20m/25m/32m/latest) or {DECLARATION}{seen}")])
+
+
+def rating_scale(data_dir: str, data_format: str | None = None) -> RatingScale | None:
+    """The declared rating scale of the dataset in `data_dir`; None for implicit events."""
+    data_format = data_format or detect_format(data_dir)
+    if data_format == INTERACTIONS:
+        from movierec.components.data import interactions  # noqa: PLC0415  (imports this module)
+        return interactions.load_declaration(data_dir).rating_scale
+    return SCALES[data_format]
 
 
 def _check_id(kind: str, value: str) -> str | None:
@@ -211,8 +256,13 @@ def read_movies(data_dir: str, data_format: str | None = None) -> tuple[dict[str
     data_format = data_format or detect_format(data_dir)
     if data_format == ML_100K:
         return _read_movies_100k(data_dir)
+    if data_format in _DAT_ENCODING:
+        return _read_movies_dat(_join(data_dir, "movies.dat"), _DAT_ENCODING[data_format])
     if data_format == ML_LATEST:
         return _read_movies_csv(_join(data_dir, "movies.csv"))
+    if data_format == INTERACTIONS:
+        from movierec.components.data import interactions  # noqa: PLC0415  (imports this module)
+        return interactions.read_items(data_dir)
     raise ValueError(f"unknown data format {data_format!r}; expected one of {FORMATS}")
 
 
@@ -238,7 +288,38 @@ def _read_genre_names_100k(data_dir: str, problems: list[Problem]) -> list[str]:
 
 
 def _genre_tuple(names) -> tuple[str, ...]:
-    return tuple(g for g in names if g and g not in features.NO_GENRE_LABELS)
+    """Genre names in their one spelling, "no genre" labels and repeats left out."""
+    out: list[str] = []
+    for name in names:
+        name = features.GENRE_SPELLINGS.get(name.strip(), name.strip())
+        if name and name not in features.NO_GENRE_LABELS and name not in out:
+            out.append(name)
+    return tuple(out)
+
+
+def _read_movies_dat(path: str, encoding: str) -> tuple[dict[str, Movie], list[Problem]]:
+    """`MovieID::Title::Genres` lines (ml-1m: latin-1; ml-10m: UTF-8)."""
+    problems: list[Problem] = []
+    movies: dict[str, Movie] = {}
+    for number, line in _lines(path, encoding, problems):
+        if not line.strip():
+            continue
+        parts = line.split("::")
+        if len(parts) != 3:
+            problems.append(Problem(path, number, f"expected 3 '::'-separated fields (MovieID::Title::Genres), "
+                                                  f"got {len(parts)}"))
+            continue
+        movie_id, title, genres = (p.strip() for p in parts)
+        why = _check_id("movie id", movie_id)
+        if why is None and not title:
+            why = "empty title"
+        if why is None and movie_id in movies:
+            why = f"duplicate movie id {movie_id!r}"
+        if why:
+            problems.append(Problem(path, number, why))
+            continue
+        movies[movie_id] = Movie(movie_id, title, _genre_tuple(genres.split("|")))
+    return movies, problems
 
 
 def _read_movies_100k(data_dir: str) -> tuple[dict[str, Movie], list[Problem]]:
@@ -348,6 +429,10 @@ def _rating_rows(data_dir: str, data_format: str, problems: list[Problem]) -> tu
     if data_format == ML_100K:
         path = _join(data_dir, "u.data")
         return path, ((n, line.split("\t")) for n, line in _lines(path, "latin-1", problems) if line.strip())
+    if data_format in _DAT_ENCODING:
+        path = _join(data_dir, "ratings.dat")
+        return path, ((n, line.split("::")) for n, line in _lines(path, _DAT_ENCODING[data_format], problems)
+                      if line.strip())
     path = _join(data_dir, "ratings.csv")
     return path, _read_csv_rows(path, ["userId", "movieId", "rating", "timestamp"], problems)
 
@@ -371,6 +456,10 @@ def read_ratings(
     on_problem = on_problem or (lambda p: logging.warning("skipping invalid record: %s", p))
     data_format = detect_format(data_dir)
     report.data_format = data_format
+    if data_format == INTERACTIONS:
+        from movierec.components.data import interactions  # noqa: PLC0415  (imports this module)
+        yield from interactions.read_interactions(data_dir, max_bad_records, report, on_problem)
+        return
     scale = SCALES[data_format]
     movies, problems = read_movies(data_dir, data_format)
     if len(problems) > max_bad_records:
@@ -399,6 +488,13 @@ def read_ratings(
         yield RatingRecord(user_id, movie_id, rating, timestamp, movie.title, movie.genres)
 
     report.users = len(users)
+    finish_read(data_dir, path, report, problems, max_bad_records, on_problem)
+
+
+def finish_read(data_dir: str, path: str, report: ReadReport, problems: list[Problem], max_bad_records: int,
+                on_problem: Callable[[Problem], None]) -> None:
+    """The end of every read: raises DataError past the tolerance (or with nothing read),
+    else hands each problem to `on_problem` and keeps them in `report.problems`."""
     report.problems = problems
     if report.ratings == 0 and not problems:
         problems.append(Problem(path, 0, "no ratings"))
