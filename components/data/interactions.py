@@ -225,26 +225,30 @@ def _rows(spec: TableSpec, roles: list[str], problems: list[Problem]) -> Iterato
 
 
 def _parquet_rows(spec: TableSpec, wanted: dict, problems: list[Problem]) -> Iterator[tuple[int, dict]]:
+    """Parquet rows, read batch by batch from the file's bytes (read whole through tf.io.gfile:
+    GFile objects lack the file API pyarrow's reader needs)."""
+    import pyarrow as pa  # noqa: PLC0415
     import pyarrow.parquet as pq  # noqa: PLC0415
 
     with readers._gfile().GFile(spec.path, "rb") as f:
-        try:
-            parquet = pq.ParquetFile(f)
-        except Exception as e:  # pyarrow raises ArrowInvalid and OSError subclasses
-            problems.append(Problem(spec.path, 0, f"not a Parquet file: {e}"))
-            return
-        names = parquet.schema_arrow.names
-        missing = [c for c in wanted.values() if c not in names]
-        if missing:
-            problems.append(Problem(spec.path, 0, f"no column {', '.join(map(repr, missing))} "
-                                                  f"(columns: {', '.join(names)})"))
-            return
-        row_number = 0
-        for batch in parquet.iter_batches(columns=list(dict.fromkeys(wanted.values()))):
-            columns = {key: batch.column(batch.schema.get_field_index(col)).to_pylist() for key, col in wanted.items()}
-            for i in range(batch.num_rows):
-                row_number += 1
-                yield row_number, {key: _text(values[i]) for key, values in columns.items()}
+        data = f.read()
+    try:
+        parquet = pq.ParquetFile(pa.BufferReader(data))
+    except (pa.ArrowException, OSError) as e:
+        problems.append(Problem(spec.path, 0, f"not a Parquet file: {e}"))
+        return
+    names = parquet.schema_arrow.names
+    missing = [c for c in wanted.values() if c not in names]
+    if missing:
+        problems.append(Problem(spec.path, 0, f"no column {', '.join(map(repr, missing))} "
+                                              f"(columns: {', '.join(names)})"))
+        return
+    row_number = 0
+    for batch in parquet.iter_batches(columns=list(dict.fromkeys(wanted.values()))):
+        columns = {key: batch.column(batch.schema.get_field_index(col)).to_pylist() for key, col in wanted.items()}
+        for i in range(batch.num_rows):
+            row_number += 1
+            yield row_number, {key: _text(values[i]) for key, values in columns.items()}
 
 
 def _text(value) -> str | list | None:
