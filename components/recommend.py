@@ -2,10 +2,10 @@
 
 Pieces, each usable alone:
 
-* `RatedItems`: which movies each user has rated, as CSR rows (row_splits [U + 2],
-  movie_idx [nnz]); row U (the OOV user) is empty. It is the swappable mask: the pushed
-  model masks every rating it was given (train + eval), an offline evaluation model masks
-  the train split only.
+* `RatedItems` (`movierec.contract`, shared with the training data code): which movies
+  each user has rated, as CSR rows (row_splits [U + 2], movie_idx [nnz]); row U (the OOV
+  user) is empty. It is the swappable mask: the pushed model masks every rating it was
+  given (train + eval), an offline evaluation model masks the train split only.
 * `masked_top_k(scores, mask_rows, mask_cols, k)`: scores [B, N] -> masked entries set to
   -inf -> top-k -> indices [B, K], scores [B, K], valid [B, K]. `k` is one width for every
   row (K = k) or one per row (int32 [B], K = max(k)): positions >= a row's k are padding.
@@ -55,45 +55,19 @@ non-empty ones, send [[""], ...] for "no exclusions".
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 
 import numpy as np
 import tensorflow as tf
 
-DEFAULT_K = 10
+from movierec.contract import (DEFAULT_K, K_RANGE_MESSAGE, RECOMMEND, SERVING_DEFAULT, RatedItems,
+                               contract_warmup_requests, serving_default_k, write_predict_warmup)
+
+__all__ = ["DEFAULT_K", "RatedItems", "RecommenderModule", "contract_warmup_requests", "finish_export",
+           "gather_mask", "masked_top_k", "vocabulary_table", "write_contract_warmup"]
+
 NEG_INF = float("-inf")
-
-
-@dataclasses.dataclass(frozen=True)
-class RatedItems:
-    """CSR rows of rated movie indices per user index (OOV user row U is empty)."""
-
-    row_splits: np.ndarray  # int64 [num_users + 2]
-    movie_idx: np.ndarray   # int64 [nnz], sorted within each row, unique
-
-    @classmethod
-    def from_pairs(cls, user_idx: np.ndarray, movie_idx: np.ndarray, num_users: int,
-                   num_movies: int) -> "RatedItems":
-        """Pairs with an OOV user (>= num_users) or OOV movie (>= num_movies) are ignored."""
-        user_idx = np.asarray(user_idx, np.int64)
-        movie_idx = np.asarray(movie_idx, np.int64)
-        if user_idx.shape != movie_idx.shape:
-            raise ValueError(f"user_idx {user_idx.shape} and movie_idx {movie_idx.shape} differ")
-        keep = (user_idx >= 0) & (user_idx < num_users) & (movie_idx >= 0) & (movie_idx < num_movies)
-        keys = np.unique(user_idx[keep] * num_movies + movie_idx[keep])
-        users, movies = keys // num_movies, keys % num_movies
-        counts = np.bincount(users, minlength=num_users + 1)
-        row_splits = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        return cls(row_splits=row_splits, movie_idx=movies.astype(np.int64))
-
-    @property
-    def num_users(self) -> int:
-        return len(self.row_splits) - 2
-
-    def row(self, user: int) -> np.ndarray:
-        return self.movie_idx[self.row_splits[user]:self.row_splits[user + 1]]
 
 
 def gather_mask(row_splits: tf.Tensor, values: tf.Tensor, user_idx: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -203,7 +177,7 @@ class RecommenderModule(tf.Module):
     @property
     def default_k(self) -> int:
         """The list length of `serving_default`: DEFAULT_K, or max_k when smaller."""
-        return min(DEFAULT_K, self.max_k)
+        return serving_default_k(self.max_k)
 
     def check_k(self, k: tf.Tensor, user_id: tf.Tensor) -> list:
         """Asserts k int32 [B] has one value per user_id and each is in 1..max_k; the
@@ -215,7 +189,7 @@ class RecommenderModule(tf.Module):
                                 ["k must have one value per user_id (shape [B]); k has", tf.size(k),
                                  "values, user_id", tf.size(user_id)]),
             tf.debugging.Assert(tf.logical_not(tf.reduce_any(bad)),
-                                [f"k must be >= 1 and <= {self.max_k}, got", tf.boolean_mask(k, bad)],
+                                [f"{K_RANGE_MESSAGE}{self.max_k}, got", tf.boolean_mask(k, bad)],
                                 summarize=10),
         ]
 
@@ -285,7 +259,7 @@ class RecommenderModule(tf.Module):
         def recommend(user_id, k, exclude_movie_ids):
             return self.recommend(user_id, k, exclude_movie_ids)
 
-        return {"serving_default": serving_default, "recommend": recommend}
+        return {SERVING_DEFAULT: serving_default, RECOMMEND: recommend}
 
 
 METADATA_FILE = os.path.join("assets.extra", "movierec.json")
@@ -305,22 +279,8 @@ def finish_export(export_dir: str, model_name: str, user_vocab_path: str, max_k:
     return export_dir
 
 
-def contract_warmup_requests(first_user: str, max_k: int) -> list[dict]:
-    """Warmup requests of both contract signatures, for a known user and an unknown one
-    (""): the shapes of the calls users make (exclusion rows begin with "")."""
-    users = np.array([first_user, ""], dtype=object)
-    return [
-        {"__signature__": "serving_default", "user_id": users},
-        {"__signature__": "recommend", "user_id": users,
-         "k": np.full(2, min(DEFAULT_K, max_k), np.int32),
-         "exclude_movie_ids": np.array([[""], [""]], dtype=object)},
-    ]
-
-
 def write_contract_warmup(export_dir: str, model_name: str, first_user: str, max_k: int,
                           extra_requests: list[dict] = ()) -> str:
     """assets.extra warmup: `contract_warmup_requests`, then the model's extra requests."""
-    from movierec.serving.warmup import write_predict_warmup  # noqa: PLC0415
-
     return write_predict_warmup(export_dir, model_name,
                                 [*contract_warmup_requests(first_user, max_k), *extra_requests])

@@ -24,28 +24,57 @@ import shlex
 import sys
 import time
 
-from movierec.components.ranking_evaluator.eval_config import EvalConfig, Rule
-from movierec.config import (CONTENT_PROFILES, MF_OBJECTIVES, MODEL_NAMES, RANKING_WIDTHS, ContentConfig, MFConfig,
-                             PipelineConfig)
+from movierec import config_file, runs
+from movierec.config import CONTENT_PROFILES, MF_OBJECTIVES, MODEL_NAMES, RANKING_WIDTHS, PipelineConfig
+from movierec.config_file import DEFAULT_OUTPUT_DIR, parse_gate
+from movierec.contract import DEFAULT_K, MAX_K_LIMIT, check_k
+from movierec.runs import ENV_DATA_DIR, SYNTH_DEFAULT, lock_output_dir, resolve_data_dir  # noqa: F401 (public)
 
 EXIT_DATA_ERROR = 2
 EXIT_PIPELINE_ERROR = 3
 EXIT_BUSY = 4
 
-ENV_DATA_DIR = "MOVIEREC_DATA_DIR"
-DEFAULT_OUTPUT_DIR = "outputs"
-SYNTH_DEFAULT = dict(users=600, movies=1200, ratings=60_000, seed=42)
+# run / retrain / compile-kfp flag (argparse dest) -> the setting it sets (movierec.yaml key)
+FLAG_KEYS = {
+    "data_dir": "data_dir", "output_dir": "output_dir", "span_window": "span_window", "warm_start": "warm_start",
+    "beam_pipeline_args": "beam_pipeline_args", "eval_percent": "eval_percent",
+    "max_bad_records": "max_bad_records", "max_k": "max_k", "enable_cache": "enable_cache",
+    "eval_k": "evaluation.ks", "rating_threshold": "evaluation.rating_threshold",
+    "max_regression": "evaluation.max_regression", "gate": "evaluation.overrides",
+    "mf_objective": "mf.objective", "embedding_dim": "mf.embedding_dim", "bayes_dim": "mf.bayes_dim",
+    "ials_alpha0": "mf.ials_alpha0", "ials_reg": "mf.ials_reg", "ials_iterations": "mf.ials_iterations",
+    "bayes_samples": "mf.bayes_samples", "bayes_burn_in": "mf.bayes_burn_in", "bayes_thin": "mf.bayes_thin",
+    "bayes_implicit": "mf.bayes_implicit", "mf_hybrid": "mf.hybrid", "ials_feature_reg": "mf.ials_feature_reg",
+    "epochs": "mf.epochs", "batch_size": "mf.batch_size", "learning_rate": "mf.learning_rate", "l2": "mf.l2",
+    "seed": "mf.seed",
+    "content_profile": "content.profile", "content_smoothing": "content.smoothing",
+    "content_deviation_weight": "content.deviation_weight",
+    "content_popularity_weight": "content.popularity_weight", "content_decades": "content.decades",
+}
+# flags whose text becomes the setting's value
+_FLAG_VALUES = {"eval_k": tuple, "gate": lambda specs: tuple(parse_gate(s) for s in specs),
+                "beam_pipeline_args": lambda text: tuple(shlex.split(text))}
+
+
+def _d(key: str) -> str:
+    """A setting's default for help texts (from the dataclasses: one place)."""
+    value = config_file.default_value(key)
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return " ".join(value) if isinstance(value, list) and all(isinstance(v, str) for v in value) else str(value)
 
 
 def _add_run_args(p: argparse.ArgumentParser, retrain: bool = False) -> None:
-    d = MFConfig()
+    """The settings flags of run / retrain / compile-kfp; each defaults to None ("not
+    given"), so that a --config file's value stands unless the flag is given."""
+    p.add_argument("--config", default=None, metavar="FILE",
+                   help="settings file (see movierec.yaml); flags override it")
     if retrain:
-        p.add_argument("--data-dir", required=True,
-                       help="folder of span-<N>/ MovieLens folders (see `movierec data split-spans`)")
-        p.add_argument("--span-window", type=int, default=0,
-                       help="train on the last W spans; 0: every span (default: %(default)s)")
-        p.add_argument("--no-warm-start", dest="warm_start", action="store_false",
-                       help="train MF from scratch instead of from the last blessed MF model")
+        p.add_argument("--data-dir", default=None,
+                       help="folder of span-<N>/ MovieLens folders (see `movierec data split-spans`); "
+                            "required here or as data_dir in --config")
+        p.add_argument("--span-window", type=int, default=None,
+                       help="train on the last W spans; 0: every span (default: 0)")
     else:
         p.add_argument("--data-dir", default=None,
                        help=f"MovieLens folder (ml-100k or ml-latest layout). Default: ${ENV_DATA_DIR}; "
@@ -54,88 +83,105 @@ def _add_run_args(p: argparse.ArgumentParser, retrain: bool = False) -> None:
         p.add_argument("--span-window", type=int, default=None,
                        help="read --data-dir as span-<N>/ folders: the last W spans, 0 for all "
                             "(default: --data-dir is one MovieLens folder)")
-        p.add_argument("--warm-start", action="store_true",
-                       help="start MF from the last blessed MF model (rows remapped by ID)")
+    p.add_argument("--warm-start", action=argparse.BooleanOptionalAction, default=None,
+                   help="start MF from the last blessed MF model, rows remapped by ID "
+                        f"(default: {'on' if retrain else 'off'})")
     p.add_argument("--beam-pipeline-args", default=None,
                    help="Beam options for the Beam-based components, one string, e.g. "
                         "'--runner=FnApiRunner --direct_running_mode=multi_processing --direct_num_workers=2 "
-                        "--requirements_file=/dev/null' "
-                        f"(default: {' '.join(PipelineConfig.__dataclass_fields__['beam_pipeline_args'].default)})")
-    p.add_argument("--output-dir", default=DEFAULT_OUTPUT_DIR,
+                        f"--requirements_file=/dev/null' (default: {_d('beam_pipeline_args')})")
+    p.add_argument("--output-dir", default=None,
                    help="where the run writes: pipeline/ (artifacts), metadata.sqlite (ML Metadata), "
-                        "serving/<model>/<version>/ (pushed models), logs/ (default: %(default)s)")
+                        f"serving/<model>/<version>/ (pushed models), logs/ (default: {_d('output_dir')})")
     p.add_argument("--cache-dir", default=None,
                    help="dataset cache (default: $MOVIEREC_CACHE or ~/.cache/movierec)")
-    p.add_argument("--eval-percent", type=int, default=20, help="eval split size in %% (default: 20)")
-    p.add_argument("--max-bad-records", type=int, default=0,
-                   help="invalid input lines tolerated (each is reported); default 0: any stops the run")
-    p.add_argument("--max-k", type=int, default=100, help="largest k a request may ask (default: 100)")
-    p.add_argument("--no-cache", action="store_true", help="disable TFX's execution cache")
-    e = EvalConfig()
+    p.add_argument("--eval-percent", type=int, default=None,
+                   help=f"eval split size in %% (default: {_d('eval_percent')})")
+    p.add_argument("--max-bad-records", type=int, default=None,
+                   help="invalid input lines tolerated (each is reported); 0: any stops the run "
+                        f"(default: {_d('max_bad_records')})")
+    p.add_argument("--max-k", type=int, default=None,
+                   help=f"largest k a request may ask (default: {_d('max_k')})")
+    p.add_argument("--no-cache", dest="enable_cache", action="store_const", const=False, default=None,
+                   help="disable TFX's execution cache")
     p.add_argument("--eval-k", type=int, action="append", default=None,
-                   help=f"k of the ranking metrics; repeat for several (default: {list(e.ks)})")
+                   help=f"k of the ranking metrics; repeat for several (default: {_d('evaluation.ks')})")
     p.add_argument("--rating-threshold", type=float, default=None,
                    help="eval ratings at least this count as relevant (default: every eval rating)")
-    p.add_argument("--max-regression", type=float, default=e.max_regression,
+    p.add_argument("--max-regression", type=float, default=None,
                    help="a candidate may be this much (relative) worse than the last blessed model "
-                        "(default: %(default)s)")
-    p.add_argument("--gate", action="append", default=[], metavar="MODEL=METRIC:BASELINE",
+                        f"(default: {_d('evaluation.max_regression')})")
+    p.add_argument("--gate", action="append", default=None, metavar="MODEL=METRIC:BASELINE",
                    help="a blessing rule for one model (repeatable): METRIC must beat BASELINE "
                         "(popularity for a ranking metric, bias_baseline for rmse/mae; none: no "
                         "baseline, only the no-regression rule); it replaces the model's rule on "
                         "that metric or adds one. Every model's defaults: ndcg@10:popularity, and "
                         "rmse:bias_baseline when it has predict_rating. E.g. --gate content=ndcg@10:none")
-    p.add_argument("--mf-objective", choices=list(MF_OBJECTIVES), default=d.objective,
-                   help="ials+bayes (default): top-k from implicit-ALS factors and predict_rating from "
+    p.add_argument("--mf-objective", choices=list(MF_OBJECTIVES), default=None,
+                   help=f"{MF_OBJECTIVES[0]} (default): top-k from implicit-ALS factors and predict_rating from "
                         "Bayesian MF, side by side in one model; mse: the article's model (Adam on "
                         "squared error); ials: the ranking half alone (ratings from a bias head); "
                         "bayes: the rating half alone")
     p.add_argument("--embedding-dim", type=int, default=None,
                    help="width of the ranking factors (default: "
                         + ", ".join(f"{w} for {o}" for o, w in RANKING_WIDTHS.items()) + ")")
-    p.add_argument("--bayes-dim", type=int, default=d.bayes_dim,
-                   help="width of the Bayesian rating factors (default: %(default)s)")
-    p.add_argument("--ials-alpha0", type=float, default=d.ials_alpha0,
-                   help="ials: weight of every unobserved (user, movie) pair (default: %(default)s)")
-    p.add_argument("--ials-reg", type=float, default=d.ials_reg,
-                   help="ials: frequency-scaled L2 (default: %(default)s)")
-    p.add_argument("--ials-iterations", type=int, default=d.ials_iterations,
-                   help="ials: alternating sweeps (default: %(default)s)")
-    p.add_argument("--bayes-samples", type=int, default=d.bayes_samples,
-                   help="bayes: posterior samples averaged (default: %(default)s)")
-    p.add_argument("--bayes-burn-in", type=int, default=d.bayes_burn_in,
-                   help="bayes: sweeps discarded first (default: %(default)s)")
-    p.add_argument("--bayes-thin", type=int, default=d.bayes_thin,
-                   help="bayes: keep every N-th sweep (default: %(default)s)")
-    p.add_argument("--bayes-implicit", choices=["none", "user", "both"], default=d.bayes_implicit,
-                   help="bayes: SVD++-style implicit features (default: %(default)s)")
-    p.add_argument("--mf-hybrid", action=argparse.BooleanOptionalAction, default=d.hybrid,
+    p.add_argument("--bayes-dim", type=int, default=None,
+                   help=f"width of the Bayesian rating factors (default: {_d('mf.bayes_dim')})")
+    p.add_argument("--ials-alpha0", type=float, default=None,
+                   help=f"ials: weight of every unobserved (user, movie) pair (default: {_d('mf.ials_alpha0')})")
+    p.add_argument("--ials-reg", type=float, default=None,
+                   help=f"ials: frequency-scaled L2 (default: {_d('mf.ials_reg')})")
+    p.add_argument("--ials-iterations", type=int, default=None,
+                   help=f"ials: alternating sweeps (default: {_d('mf.ials_iterations')})")
+    p.add_argument("--bayes-samples", type=int, default=None,
+                   help=f"bayes: posterior samples averaged (default: {_d('mf.bayes_samples')})")
+    p.add_argument("--bayes-burn-in", type=int, default=None,
+                   help=f"bayes: sweeps discarded first (default: {_d('mf.bayes_burn_in')})")
+    p.add_argument("--bayes-thin", type=int, default=None,
+                   help=f"bayes: keep every N-th sweep (default: {_d('mf.bayes_thin')})")
+    p.add_argument("--bayes-implicit", choices=["none", "user", "both"], default=None,
+                   help=f"bayes: SVD++-style implicit features (default: {_d('mf.bayes_implicit')})")
+    p.add_argument("--mf-hybrid", action=argparse.BooleanOptionalAction, default=None,
                    help="hybrid MF: each movie vector is its own embedding plus a learned genre part "
-                        "(default: on)")
-    p.add_argument("--ials-feature-reg", type=float, default=d.ials_feature_reg,
-                   help="ials with --mf-hybrid: L2 of the genre part (default: %(default)s)")
-    c = ContentConfig()
-    p.add_argument("--content-profile", choices=list(CONTENT_PROFILES), default=c.profile,
-                   help="content: lift (default: log-lift of each genre and decade over the average "
-                        "user, from rating deviations) or share (the seed article's rating-weighted shares)")
-    p.add_argument("--content-smoothing", type=float, default=c.smoothing,
-                   help="content lift: pseudo ratings of average taste per user (default: %(default)s)")
-    p.add_argument("--content-deviation-weight", type=float, default=c.deviation_weight,
-                   help="content lift: how much a rating above/below the user's mean counts (default: %(default)s)")
-    p.add_argument("--content-popularity-weight", type=float, default=c.popularity_weight,
+                        f"(default: {_d('mf.hybrid')})")
+    p.add_argument("--ials-feature-reg", type=float, default=None,
+                   help=f"ials with --mf-hybrid: L2 of the genre part (default: {_d('mf.ials_feature_reg')})")
+    p.add_argument("--content-profile", choices=list(CONTENT_PROFILES), default=None,
+                   help="content: lift (log-lift of each genre and decade over the average user, from "
+                        "rating deviations) or share (the seed article's rating-weighted shares) "
+                        f"(default: {_d('content.profile')})")
+    p.add_argument("--content-smoothing", type=float, default=None,
+                   help=f"content lift: pseudo ratings of average taste per user (default: {_d('content.smoothing')})")
+    p.add_argument("--content-deviation-weight", type=float, default=None,
+                   help="content lift: how much a rating above/below the user's mean counts "
+                        f"(default: {_d('content.deviation_weight')})")
+    p.add_argument("--content-popularity-weight", type=float, default=None,
                    help="content: weight of the log-popularity prior in the score; 0 for the seed's "
-                        "pure genre score (default: %(default)s)")
-    p.add_argument("--content-decades", action=argparse.BooleanOptionalAction, default=c.decades,
-                   help="content: release decades (from titles) as features next to genres (default: on)")
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--learning-rate", type=float, default=d.learning_rate)
-    p.add_argument("--l2", type=float, default=d.l2)
-    p.add_argument("--seed", type=int, default=d.seed)
+                        f"pure genre score (default: {_d('content.popularity_weight')})")
+    p.add_argument("--content-decades", action=argparse.BooleanOptionalAction, default=None,
+                   help="content: release decades (from titles) as features next to genres "
+                        f"(default: {_d('content.decades')})")
+    p.add_argument("--epochs", type=int, default=None, help=f"mse: epochs (default: {_d('mf.epochs')})")
+    p.add_argument("--batch-size", type=int, default=None, help=f"mse: batch size (default: {_d('mf.batch_size')})")
+    p.add_argument("--learning-rate", type=float, default=None,
+                   help=f"mse: Adam's learning rate (default: {_d('mf.learning_rate')})")
+    p.add_argument("--l2", type=float, default=None, help=f"mse: L2 per example (default: {_d('mf.l2')})")
+    p.add_argument("--seed", type=int, default=None, help=f"MF random seed (default: {_d('mf.seed')})")
+
+
+def _version() -> str:
+    """The installed distribution's version (package metadata)."""
+    from importlib import metadata  # noqa: PLC0415
+
+    try:
+        return metadata.version("movierec")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed: pip install -e .)"
 
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="movierec", description="MovieLens recommender as a TFX pipeline.")
+    parser.add_argument("--version", action="version", version=f"movierec {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the pipeline end to end and show the pushed model")
@@ -170,8 +216,8 @@ def _build_parser() -> argparse.ArgumentParser:
     kf.add_argument("--image", required=True, help="the pipeline image (built from ./Dockerfile)")
     kf.add_argument("--out", default="movierec_pipeline.json", help="JSON file to write (default: %(default)s)")
 
-    rp = sub.add_parser("report", help="print the latest evaluation report of each model")
-    rp.add_argument("--output-dir", default=DEFAULT_OUTPUT_DIR)
+    rp = sub.add_parser("report", help="print the latest evaluation of each model and the latest run's config")
+    rp.add_argument("--output-dir", default=DEFAULT_OUTPUT_DIR, help="the run's output folder (default: %(default)s)")
 
     sv = sub.add_parser("serve", help="serve models over TF Serving's gRPC (8500) and REST (8501) APIs",
                         description="Flags shared with tensorflow_model_server have its names and meanings; "
@@ -244,12 +290,18 @@ def _build_parser() -> argparse.ArgumentParser:
                     help="movierec: a REST body must arrive, and a gRPC connection finish its HTTP/2 "
                          "handshake, within this (default: %(default)s)")
 
-    rc = sub.add_parser("recommend", help="top-k recommendations from a running server")
+    rc = sub.add_parser("recommend", help="top-k recommendations from a running server",
+                        description="Asks a running server (movierec serve or TF Serving) for each user's "
+                                    "top k: movie ID, title, genres and score. A user the model does not "
+                                    "know gets the most-rated movies, shown with their training rating "
+                                    "counts instead of scores.")
     rc.add_argument("--user", action="append", required=True, help="user id (repeat for several)")
-    rc.add_argument("-k", type=int, default=None,
-                    help="list length (default: the model's serving_default list, 10)")
+    rc.add_argument("-k", type=_list_length, default=None, metavar="K",
+                    help=f"list length, 1..{MAX_K_LIMIT} and at most the model's max_k "
+                         f"(default: the model's serving_default list, {DEFAULT_K})")
     rc.add_argument("--model", default="mf", help="model name (default: %(default)s)")
     rc.add_argument("--exclude", action="append", default=[], help="movie id to exclude (repeatable)")
+    rc.add_argument("--json", action="store_true", help="print one JSON document instead of a table")
     proto = rc.add_mutually_exclusive_group()
     proto.add_argument("--grpc", dest="protocol", action="store_const", const="grpc")
     proto.add_argument("--rest", dest="protocol", action="store_const", const="rest")
@@ -264,35 +316,6 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 # -- data ---------------------------------------------------------------------------------
-def resolve_data_dir(arg: str | None, cache_dir: str | None, environ=os.environ,
-                     download_timeout: float = 15.0) -> tuple[str, str]:
-    """(folder, how it was chosen). Order: flag, $MOVIEREC_DATA_DIR, cache, download, synthetic."""
-    from movierec.components.data import download, synth  # noqa: PLC0415
-
-    if arg:
-        return arg, "--data-dir"
-    if environ.get(ENV_DATA_DIR):
-        return environ[ENV_DATA_DIR], f"${ENV_DATA_DIR}"
-    cache_dir = cache_dir or download.default_cache_dir(environ)
-    cached = download.cached_dataset("ml-100k", cache_dir)
-    if cached:
-        return cached, "cached ml-100k"
-    try:
-        return download.fetch("ml-100k", cache_dir, timeout=download_timeout), "downloaded ml-100k"
-    except download.DownloadError as e:
-        print(f"note: {e}", file=sys.stderr)
-    spec = synth.SynthSpec(**SYNTH_DEFAULT)
-    if "://" in cache_dir:  # the generator writes local files: the fallback goes to the local cache
-        cache_dir = download.default_cache_dir({})
-    # Local-only from here: a generated folder, renamed into place once complete.
-    out = os.path.join(cache_dir, f"synthetic-u{spec.users}-m{spec.movies}-r{spec.ratings}-s{spec.seed}")
-    if not os.path.isfile(os.path.join(out, "movies.csv")):
-        tmp = out + ".tmp"
-        synth.generate(spec, tmp)
-        os.replace(tmp, out)
-    return out, "synthetic fallback (no data given, no cached ml-100k, no network)"
-
-
 def _cmd_data(args) -> int:
     from movierec.components.data import download, readers, synth  # noqa: PLC0415
 
@@ -340,88 +363,43 @@ def _cmd_data(args) -> int:
 
 
 # -- run ----------------------------------------------------------------------------------
-def parse_gates(specs: list[str]) -> tuple[tuple[str, Rule], ...]:
-    """`--gate MODEL=METRIC:BASELINE` flags -> (model, rule) overrides of the default rules
-    (the rules and model names are checked by EvalConfig and PipelineConfig)."""
-    overrides = []
-    for spec in specs:
-        model, sep, rule = spec.partition("=")
-        metric, sep2, baseline = rule.partition(":")
-        if not (sep and sep2 and model and metric and baseline):
-            raise ValueError(f"--gate {spec!r}: expected MODEL=METRIC:BASELINE, e.g. mf=ndcg@10:popularity")
-        try:
-            overrides.append((model, Rule(metric, None if baseline == "none" else baseline)))
-        except ValueError as e:
-            raise ValueError(f"--gate {spec!r}: {e}") from None
-    return tuple(overrides)
+def parse_gates(specs: list[str]) -> tuple:
+    """`--gate` flags -> (model, Rule) overrides (see `config_file.parse_gate`)."""
+    return tuple(parse_gate(spec) for spec in specs)
 
 
-def _config_from_args(args, data_dir: str) -> PipelineConfig:
-    mf = MFConfig(objective=args.mf_objective, embedding_dim=args.embedding_dim,
-                  ials_alpha0=args.ials_alpha0, ials_reg=args.ials_reg, ials_iterations=args.ials_iterations,
-                  hybrid=args.mf_hybrid, ials_feature_reg=args.ials_feature_reg,
-                  bayes_dim=args.bayes_dim, bayes_samples=args.bayes_samples, bayes_burn_in=args.bayes_burn_in, bayes_thin=args.bayes_thin,
-                  bayes_implicit=args.bayes_implicit, epochs=args.epochs, batch_size=args.batch_size,
-                  learning_rate=args.learning_rate, l2=args.l2, seed=args.seed)
-    content = ContentConfig(profile=args.content_profile, smoothing=args.content_smoothing,
-                            deviation_weight=args.content_deviation_weight,
-                            popularity_weight=args.content_popularity_weight, decades=args.content_decades)
-    evaluation = EvalConfig(ks=tuple(args.eval_k or EvalConfig().ks), rating_threshold=args.rating_threshold,
-                            max_regression=args.max_regression, overrides=parse_gates(args.gate))
-    beam = {} if args.beam_pipeline_args is None else {"beam_pipeline_args": tuple(shlex.split(args.beam_pipeline_args))}
-    return PipelineConfig.from_output_dir(
-        data_dir, args.output_dir, eval_percent=args.eval_percent,
-        max_bad_records=args.max_bad_records, max_k=args.max_k,
-        enable_cache=not args.no_cache, mf=mf, content=content, evaluation=evaluation,
-        span_window=args.span_window, warm_start=args.warm_start, **beam)
+def _settings(args) -> dict:
+    """The command's settings: its defaults < --config file < flags given."""
+    flags = {}
+    for dest, key in FLAG_KEYS.items():
+        value = getattr(args, dest, None)
+        if value is not None:
+            flags[key] = _FLAG_VALUES.get(dest, lambda v: v)(value)
+    from_file = config_file.load(args.config) if args.config else {}
+    return config_file.resolve(from_file, config_file.nest(flags), retrain=args.command == "retrain")
 
 
-def _setup_logging(log_dir: str) -> str:
-    # Local-only: logging.FileHandler writes a local file.
-    os.makedirs(log_dir, exist_ok=True)
-    path = os.path.join(log_dir, time.strftime("run-%Y%m%d-%H%M%S.log"))
-    handler = logging.FileHandler(path)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.INFO)
-    return path
-
-
-def _data_problem(exc: BaseException) -> BaseException | None:
-    """The DataError or AnomaliesFoundError behind a pipeline failure, if that is its cause."""
-    from movierec.components.data.readers import DataError  # noqa: PLC0415
-    from movierec.components.strict_example_validator.executor import AnomaliesFoundError  # noqa: PLC0415
-
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, (DataError, AnomaliesFoundError)):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
-
-
-def input_folders(config: PipelineConfig) -> list[str]:
-    """The MovieLens folders a run reads: `data_dir`, or the span window's folders."""
-    from movierec.components.data import spans  # noqa: PLC0415
-
-    if config.span_window is None:
-        return [config.data_dir]
-    available = spans.list_spans(config.data_dir)
-    if not available:
-        raise FileNotFoundError(f"{config.data_dir} has no span-<N>/ folders "
-                                "(make some with `movierec data split-spans`)")
-    return spans.window_dirs(config.data_dir, available[-1], config.span_window)
+def _build_config(args, **fixed) -> tuple[PipelineConfig, str]:
+    """(the validated config, how the data folder was chosen); ValueError / OSError when
+    the settings or the inputs are wrong."""
+    settings = _settings(args)
+    settings.setdefault("output_dir", DEFAULT_OUTPUT_DIR)
+    if args.command == "run":
+        data_dir, how = resolve_data_dir(settings.get("data_dir"), args.cache_dir)
+    else:
+        data_dir, how = settings.get("data_dir"), "--data-dir"
+        if not data_dir:
+            where = "where the cluster reads the data, e.g. gs://..." if args.command == "compile-kfp" \
+                else "the folder of span-<N>/ folders"
+            raise ValueError(f"--data-dir (or data_dir in --config) is required: {where}")
+    return PipelineConfig.from_settings({**settings, "data_dir": data_dir, **fixed}), how
 
 
 def _cmd_run(args) -> int:
-    from movierec.components.data import readers  # noqa: PLC0415
-
     started = time.perf_counter()
     try:
-        data_dir, how = resolve_data_dir(args.data_dir, args.cache_dir)
-        config = _config_from_args(args, data_dir)
-        folders = input_folders(config)
+        config, how = _build_config(args)
+        folders = runs.input_folders(config)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_DATA_ERROR
@@ -429,20 +407,20 @@ def _cmd_run(args) -> int:
     if config.span_window is not None:
         print(f"  spans: {', '.join(os.path.basename(f) for f in folders)} "
               f"(window {config.span_window or 'all'}); MF warm start {'on' if config.warm_start else 'off'}")
-    for folder in folders:
-        try:
-            report = readers.check_dataset(folder, config.max_bad_records)
-        except (readers.DataError, FileNotFoundError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            return EXIT_DATA_ERROR
+    from movierec.components.data import readers  # noqa: PLC0415
+    try:
+        checked = runs.check_inputs(config)
+    except (readers.DataError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_DATA_ERROR
+    for folder, report in checked:
         where = f"{os.path.basename(folder)} " if config.span_window is not None else ""
         print(f"  {where}{report.data_format}: {report.ratings} ratings, {report.users} users, "
               f"{report.movies} movies; {len(report.problems)} invalid line(s) skipped within tolerance")
         for p in report.problems:
             print(f"  skipped {p}")
-
     try:
-        lock = lock_output_dir(args.output_dir)
+        lock = lock_output_dir(config.output_dir)
     except BlockingIOError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BUSY
@@ -450,87 +428,21 @@ def _cmd_run(args) -> int:
         return _run_pipeline(args, config, started)
 
 
-class _OutputLock:
-    def __init__(self, handle):
-        self.handle = handle
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.handle.close()   # closing the file releases the lock
-
-
-def lock_output_dir(output_dir: str) -> _OutputLock:
-    """An exclusive lock on `<output_dir>/.lock` for the length of one run.
-
-    Two runs on one output folder would share one SQLite ML Metadata store and one serving
-    folder; the second is refused (BlockingIOError naming the holder) instead of queued.
-    The kernel drops the lock when the process dies, so a killed run never leaves it behind.
-
-    The lock is a local file by nature (an flock). For an output folder on an object store
-    (`scheme://...`, no locks there) it is `<local cache>/locks/<sha256 of the URL>.lock`,
-    which keeps runs on one machine apart; runs from different machines are not.
-    """
-    import fcntl  # noqa: PLC0415
-
-    lock_path = _lock_path(output_dir)
-    os.makedirs(os.path.dirname(lock_path), exist_ok=True)  # local-only (see above)
-    handle = open(lock_path, "a+")  # local-only (see above)
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        holder = handle.read().strip() or "another process"
-        handle.close()
-        raise BlockingIOError(f"{output_dir} is in use by a running movierec ({holder}); "
-                              "try again when it has finished") from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"pid {os.getpid()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
-    handle.flush()
-    return _OutputLock(handle)
-
-
-def _lock_path(output_dir: str) -> str:
-    """The local lock file of `output_dir` (see `lock_output_dir`)."""
-    if "://" not in output_dir:
-        return os.path.join(os.path.abspath(output_dir), ".lock")
-    import hashlib  # noqa: PLC0415
-
-    from movierec.components.data import download  # noqa: PLC0415
-    digest = hashlib.sha256(output_dir.rstrip("/").encode()).hexdigest()
-    return os.path.join(download.default_cache_dir(), "locks", f"{digest}.lock")
-
-
 def _run_pipeline(args, config: PipelineConfig, started: float) -> int:
     from movierec import summary  # noqa: PLC0415
     before = summary.served_versions(config, MODEL_NAMES)
-    log_path = _setup_logging(os.path.join(os.path.abspath(args.output_dir), "logs"))
+    print(f"  config: {config_file.save_effective(config, args.command)}")
+    log_path = runs.setup_logging(runs.log_dir(config.output_dir))
     print(f"  log: {log_path}")
     print("  loading TFX ...", flush=True)
-    import absl.logging  # noqa: PLC0415
-    import tensorflow as tf  # noqa: PLC0415
-    absl.logging.set_verbosity(absl.logging.INFO)
-    # TensorFlow gives its logger a stderr handler of its own; its records belong in the run log
-    tf.get_logger().handlers.clear()
-    from movierec.pipeline import local_runner  # noqa: PLC0415
-    from movierec.pipeline.pipeline import COMPONENT_IDS  # noqa: PLC0415
-    from movierec.progress import ComponentProgress  # noqa: PLC0415
-
-    progress = ComponentProgress(COMPONENT_IDS)
-    logging.getLogger().addHandler(progress)
     try:
-        local_runner.run(config)
-    except Exception as e:  # noqa: BLE001 - reported with its root cause, then exit non-zero
-        cause = _data_problem(e)
-        print(f"\nerror in {progress.failed_component() or 'pipeline'}: {cause or e}", file=sys.stderr)
+        timings = runs.run_pipeline(config)
+    except runs.PipelineFailed as e:
+        print(f"\n{e}", file=sys.stderr)
         print(f"(full log: {log_path})", file=sys.stderr)
-        return EXIT_DATA_ERROR if cause is not None else EXIT_PIPELINE_ERROR
-    finally:
-        logging.getLogger().removeHandler(progress)
+        return EXIT_DATA_ERROR if e.cause is not None else EXIT_PIPELINE_ERROR
     total = time.perf_counter() - started
-    print(summary.render(config, progress.timings, total, MODEL_NAMES, before=before))
+    print(summary.render(config, timings, total, MODEL_NAMES, before=before))
     return 0
 
 
@@ -630,30 +542,84 @@ def _cmd_serve(args) -> int:
     return 0
 
 
+def _list_length(text: str) -> int:
+    """-k: an integer from 1 to MAX_K_LIMIT, refused before any call."""
+    try:
+        return check_k(int(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list length: an integer from 1 to {MAX_K_LIMIT} "
+                                         "(and at most the model's max_k)") from None
+
+
+def _quiet_tensorflow() -> None:
+    """The gRPC client loads TensorFlow (the TF Serving protos need it): before it does,
+    silence its C++ start-up messages (CUDA, oneDNN, TF-TRT) and the FutureWarnings of the
+    Google libraries it pulls in, which a command printing recommendations does not want."""
+    import warnings  # noqa: PLC0415
+
+    if "tensorflow" not in sys.modules:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+def recommendations_json(rows, model: str) -> list[dict]:
+    """`recommend --json`: per user, whether the model knew them and the list; an unknown
+    user's movies carry `training_ratings` (the popularity fallback) instead of a score."""
+    out = []
+    for row in rows:
+        items = []
+        for rank, r in enumerate(row.items, 1):
+            item = {"rank": rank, "movie_id": r.movie_id, "title": r.title, "genres": r.genres.split("|") if r.genres else []}
+            item.update({"score": r.score} if row.known else {"training_ratings": int(round(r.score))})
+            items.append(item)
+        out.append({"user_id": row.user_id, "model": model, "known_user": row.known, "recommendations": items})
+    return out
+
+
+def recommendations_text(rows, model: str, protocol: str) -> str:
+    lines = []
+    for row in rows:
+        if row.known:
+            lines.append(f"user {row.user_id} ({model}, {protocol}):")
+        else:
+            lines.append(f"user {row.user_id} ({model}, {protocol}): unknown to the model - the most-rated "
+                         "movies instead; the last column is their number of training ratings, not a score")
+        if not row.items:
+            lines.append("  (no recommendations)")
+        id_width = max((len(r.movie_id) for r in row.items), default=2)
+        width = max((len(r.title) for r in row.items), default=5)
+        genre_width = max((len(r.genres) for r in row.items), default=6)
+        for rank, r in enumerate(row.items, 1):
+            value = f"{r.score:7.3f}" if row.known else f"{int(round(r.score)):>7d}"
+            lines.append(f"  {rank:>2}. {r.movie_id:<{id_width}}  {r.title:<{width}}  {r.genres:<{genre_width}}  {value}")
+    return "\n".join(lines)
+
+
 def _cmd_recommend(args) -> int:
     from movierec.serving.client import ClientError, GrpcClient, RestClient  # noqa: PLC0415
 
     if args.protocol == "rest":
         client = RestClient(args.host, args.port or 8501)
     else:
+        _quiet_tensorflow()
         client = GrpcClient(args.host, args.port or 8500)
     # without -k and --exclude: serving_default with user_id alone; else the `recommend` signature
     exclude = [list(args.exclude) for _ in args.user] if args.exclude else None
     try:
-        rows = client.recommend(args.user, k=args.k, model=args.model, exclude=exclude)
+        rows = client.recommendations(args.user, k=args.k, model=args.model, exclude=exclude)
     except ClientError as e:
         print(f"error from server: {e}", file=sys.stderr)
         return EXIT_PIPELINE_ERROR
     except OSError as e:
         print(f"error: cannot reach {args.host}: {e}", file=sys.stderr)
         return EXIT_PIPELINE_ERROR
-    for user, recs in zip(args.user, rows):
-        print(f"user {user} ({args.model}, {args.protocol}):")
-        if not recs:
-            print("  (no recommendations)")
-        width = max((len(r.title) for r in recs), default=5)
-        for rank, r in enumerate(recs, 1):
-            print(f"  {rank:>2}. {r.title:<{width}}  {r.genres:<30} {r.score:7.3f}")
+    finally:
+        if args.protocol == "grpc":
+            client.close()
+    if args.json:
+        print(json.dumps(recommendations_json(rows, args.model), indent=2))
+    else:
+        print(recommendations_text(rows, args.model, args.protocol))
     return 0
 
 
@@ -674,24 +640,24 @@ def _cmd_report(args) -> int:
     if not found:
         print(f"no evaluation under {config.pipeline_root}: run `movierec run` first", file=sys.stderr)
         return EXIT_DATA_ERROR
+    effective = config_file.latest_effective(config.pipeline_root)
+    if effective is not None:
+        path, text = effective
+        print(f"\nconfig of the latest run ({path}):")
+        print("\n".join(f"  {line}" for line in text.rstrip().splitlines() if not line.startswith("#")))
     return 0
 
 
 def _cmd_compile_kfp(args) -> int:
-    import dataclasses  # noqa: PLC0415
-
     from movierec.pipeline import kubeflow_v2_runner  # noqa: PLC0415
 
-    if not args.data_dir:
-        print("error: --data-dir is required (where the cluster reads the data, e.g. gs://...)", file=sys.stderr)
-        return EXIT_DATA_ERROR
     try:
-        config = dataclasses.replace(_config_from_args(args, args.data_dir),
-                                     schema_path=kubeflow_v2_runner.IMAGE_SCHEMA_PATH, check_local_files=False)
-    except ValueError as e:
+        config, _ = _build_config(args, schema_path=kubeflow_v2_runner.IMAGE_SCHEMA_PATH, check_local_files=False)
+    except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_DATA_ERROR
     print(kubeflow_v2_runner.compile_pipeline(config, args.image, args.out))
+    print(f"config: {config_file.save_next_to(config, args.out, 'compile-kfp')}", file=sys.stderr)
     return 0
 
 

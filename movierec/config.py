@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from movierec.components.ranking_evaluator.eval_config import EvalConfig
+from movierec.contract import DEFAULT_MAX_K, MAX_K_LIMIT
 from movierec.settings_dict import from_dict
 
 
@@ -108,6 +109,9 @@ class MFConfig:
         _check(0 <= self.l2 < 100, "mf.l2", self.l2, "in [0, 100)")
 
 
+# The standard layout of an output folder (`PipelineConfig.from_output_dir`).
+PIPELINE_DIR, METADATA_FILE, SERVING_DIR = "pipeline", "metadata.sqlite", "serving"
+
 # The pipeline's models, one Trainer -> Evaluator -> Pusher branch each (pipeline/pipeline.py).
 MODEL_NAMES = ("mf", "content")
 
@@ -133,16 +137,11 @@ class ContentConfig:
     decades: bool = True
 
     def __post_init__(self) -> None:
-        if self.profile not in CONTENT_PROFILES:
-            raise ValueError(f"content profile={self.profile!r} is invalid: one of {CONTENT_PROFILES}")
-        if not 0 < self.smoothing < 1e6:
-            raise ValueError(f"content smoothing={self.smoothing!r} is invalid: in (0, 1e6)")
-        if not 0 <= self.deviation_weight <= 1:
-            raise ValueError(f"content deviation_weight={self.deviation_weight!r} is invalid: in [0, 1]")
-        if not 0 <= self.popularity_weight < 1000:
-            raise ValueError(f"content popularity_weight={self.popularity_weight!r} is invalid: in [0, 1000)")
-        if not isinstance(self.decades, bool):
-            raise ValueError(f"content decades={self.decades!r} is invalid: true or false")
+        _check(self.profile in CONTENT_PROFILES, "content.profile", self.profile, " or ".join(map(repr, CONTENT_PROFILES)))
+        _check(0 < self.smoothing < 1e6, "content.smoothing", self.smoothing, "in (0, 1e6)")
+        _check(0 <= self.deviation_weight <= 1, "content.deviation_weight", self.deviation_weight, "in [0, 1]")
+        _check(0 <= self.popularity_weight < 1000, "content.popularity_weight", self.popularity_weight, "in [0, 1000)")
+        _check(isinstance(self.decades, bool), "content.decades", self.decades, "true or false")
 
     @classmethod
     def seed_article(cls) -> "ContentConfig":
@@ -172,7 +171,7 @@ class PipelineConfig:
     schema_path: str = ""
     eval_percent: int = 20
     max_bad_records: int = 0
-    max_k: int = 100
+    max_k: int = DEFAULT_MAX_K
     enable_cache: bool = True
     # Beam's FnApiRunner, named: the DirectRunner would first try to download and start the
     # Prism runner. `--requirements_file=/dev/null`: the workers need nothing installed (they
@@ -203,7 +202,7 @@ class PipelineConfig:
                "pipeline_name", self.pipeline_name, "letters, digits, '-' and '_'")
         _check(1 <= self.eval_percent <= 50, "eval_percent", self.eval_percent, "1..50")
         _check(self.max_bad_records >= 0, "max_bad_records", self.max_bad_records, ">= 0")
-        _check(1 <= self.max_k <= 10_000, "max_k", self.max_k, "1..10000")
+        _check(1 <= self.max_k <= MAX_K_LIMIT, "max_k", self.max_k, f"1..{MAX_K_LIMIT}")
         object.__setattr__(self, "beam_pipeline_args", tuple(self.beam_pipeline_args))
         _check(isinstance(self.mf, MFConfig), "mf", self.mf, "an MFConfig")
         _check(isinstance(self.content, ContentConfig), "content", self.content, "a ContentConfig")
@@ -219,11 +218,41 @@ class PipelineConfig:
         output_dir = _absolute(output_dir).rstrip("/")
         return cls(
             data_dir=data_dir,
-            pipeline_root=f"{output_dir}/pipeline",
-            metadata_path=f"{output_dir}/metadata.sqlite",
-            serving_root=f"{output_dir}/serving",
+            pipeline_root=f"{output_dir}/{PIPELINE_DIR}",
+            metadata_path=f"{output_dir}/{METADATA_FILE}",
+            serving_root=f"{output_dir}/{SERVING_DIR}",
             **overrides,
         )
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> "PipelineConfig":
+        """The config of nested plain settings: `data_dir`, `output_dir` (the standard
+        layout), any other field of this class by name, and the sections "mf", "content"
+        and "evaluation" as dicts of their dataclass's fields (`movierec.config_file` reads
+        them from a file and flags). Unknown keys are refused, naming them."""
+        values = dict(settings)
+        sections = {"mf": MFConfig, "content": ContentConfig, "evaluation": EvalConfig}
+        built = {name: from_dict(kind, values.pop(name) or {}, name) for name, kind in sections.items()
+                 if name in values}
+        data_dir, output_dir = values.pop("data_dir", None), values.pop("output_dir", None)
+        layout = {"pipeline_root", "metadata_path", "serving_root"}
+        allowed = {f.name for f in dataclasses.fields(cls)} - layout - {"data_dir"}
+        unknown = sorted(set(values) - allowed)
+        if unknown:
+            raise ValueError(f"unknown settings {unknown}; known: {sorted(allowed | {'data_dir', 'output_dir'})}")
+        _check(bool(output_dir), "output_dir", output_dir, "a non-empty path")
+        return cls.from_output_dir(data_dir or "", output_dir, **values, **built)
+
+    @property
+    def output_dir(self) -> str:
+        """The folder holding `pipeline_root`, `metadata_path` and `serving_root` in the
+        standard layout (`from_output_dir`); a ValueError for any other layout."""
+        parent = self.pipeline_root.rstrip("/").rpartition("/")[0]
+        if (self.pipeline_root, self.metadata_path, self.serving_root) != (
+                f"{parent}/{PIPELINE_DIR}", f"{parent}/{METADATA_FILE}", f"{parent}/{SERVING_DIR}"):
+            raise ValueError(f"config: {self.pipeline_root}, {self.metadata_path} and {self.serving_root} "
+                             "are not one output folder's pipeline/, metadata.sqlite and serving/")
+        return parent
 
     def serving_model_dir(self, model_name: str) -> str:
         """TF Serving model base path of one model: `<serving_root>/<model_name>`."""

@@ -3,10 +3,12 @@
 They work unchanged against `movierec serve` and the real `tensorflow_model_server`.
 `recommend` without k and exclusions calls `serving_default` with `user_id` alone (the top
 10); with either it calls the `recommend` signature with every input explicit and
-batch-dimensioned (TF Serving's REST API applies no signature defaults): k [B] and
-exclude_movie_ids [B, E], each row beginning with "" so that TF Serving's batching pads it
-with nothing (see `movierec.components.recommend`). Rows keep only `valid` positions, so a
-list is never longer than its k, whatever width a batched answer has.
+batch-dimensioned (TF Serving's REST API applies no signature defaults): see
+`movierec.contract.contract_call`. Rows keep only `valid` positions, so a list is never
+longer than its k, whatever width a batched answer has.
+
+The gRPC client imports grpc, TensorFlow and the TF Serving protos when it is built, so
+that a process using only the REST client never loads TensorFlow.
 """
 from __future__ import annotations
 
@@ -16,6 +18,11 @@ import urllib.error
 import urllib.request
 
 import numpy as np
+
+from movierec.contract import K_RANGE_MESSAGE, contract_call
+
+__all__ = ["ClientError", "GrpcClient", "Recommendation", "RestClient", "UserRecommendations", "contract_call",
+           "predict_request"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,38 +41,65 @@ class ClientError(RuntimeError):
         self.code, self.message = code, message
 
 
-DEFAULT_K = 10   # what serving_default returns
+@dataclasses.dataclass(frozen=True)
+class UserRecommendations:
+    """One user's answer: `known` False means the model does not know the user and served
+    the popularity fallback, whose `score`s are training rating counts, not model scores."""
+
+    user_id: str
+    known: bool
+    items: list[Recommendation]
 
 
-def contract_call(user_ids: list[str], k: int | None, exclude: list[list[str]] | None) -> tuple[str, dict]:
-    """(signature name, inputs as lists): serving_default with user_id alone when neither k
-    nor exclude is given, else `recommend` with k [B] and exclude_movie_ids [B, 1 + E]
-    ("" first, "" pads)."""
-    if exclude is not None and len(exclude) != len(user_ids):
-        raise ValueError(f"exclude has {len(exclude)} rows for {len(user_ids)} users")
-    if k is None and exclude is None:
-        return "serving_default", {"user_id": list(user_ids)}
-    rows = exclude if exclude is not None else [[] for _ in user_ids]
-    width = max((len(row) for row in rows), default=0)
-    return "recommend", {
-        "user_id": list(user_ids),
-        "k": [DEFAULT_K if k is None else int(k)] * len(user_ids),
-        "exclude_movie_ids": [[""] + list(row) + [""] * (width - len(row)) for row in rows]}
-
-
-def _rows(outputs: dict, n_users: int) -> list[list[Recommendation]]:
+def _rows(user_ids: list[str], outputs: dict) -> list[UserRecommendations]:
     result = []
-    for i in range(n_users):
+    for i, user in enumerate(user_ids):
         recs = []
         for j, ok in enumerate(outputs["valid"][i]):
             if ok:
                 recs.append(Recommendation(str(outputs["movie_ids"][i][j]), str(outputs["titles"][i][j]),
                                            str(outputs["genres"][i][j]), float(outputs["scores"][i][j])))
-        result.append(recs)
+        known = outputs.get("user_known")
+        result.append(UserRecommendations(user, True if known is None else bool(known[i]), recs))
     return result
 
 
-class RestClient:
+def _client_error(error: ClientError) -> ClientError:
+    """The model's k-range assertion as one line ("k must be >= 1 and <= 100, got 0"), not
+    TensorFlow's "assertion failed: [...] [0]" with its graph node names."""
+    message = str(error.message)
+    at = message.find(K_RANGE_MESSAGE)
+    if at < 0:
+        return error
+    line = message[at:].split("\n")[0].split(" [[")[0].split("\t")[0]
+    return ClientError(error.code, line.replace("] [", " ").replace("]", "").strip())
+
+
+class _ContractCalls:
+    """`recommend` / `recommendations` over a `predict(model, inputs, signature, version)`."""
+
+    def _predict_contract(self, user_ids, k, model, exclude, version) -> dict:
+        signature, inputs = contract_call(user_ids, k, exclude)
+        try:
+            return self.predict(model, self._inputs(inputs), signature, version)
+        except ClientError as e:
+            raise _client_error(e) from None
+
+    def recommendations(self, user_ids: list[str], k: int | None = None, model: str = "mf",
+                        exclude: list[list[str]] | None = None,
+                        version: int | None = None) -> list[UserRecommendations]:
+        """Top k (None: serving_default's list) per user, minus their `exclude` row, with
+        whether the model knew the user. k out of 1..MAX_K_LIMIT is a ValueError before any
+        call; over the model's max_k, a ClientError naming its limit."""
+        return _rows(list(user_ids), self._predict_contract(user_ids, k, model, exclude, version))
+
+    def recommend(self, user_ids: list[str], k: int | None = None, model: str = "mf",
+                  exclude: list[list[str]] | None = None, version: int | None = None) -> list[list[Recommendation]]:
+        """The lists of `recommendations` alone."""
+        return [row.items for row in self.recommendations(user_ids, k, model, exclude, version)]
+
+
+class RestClient(_ContractCalls):
     def __init__(self, host: str = "127.0.0.1", port: int = 8501, timeout: float = 10.0):
         self.base = f"http://{host}:{port}"
         self.timeout = timeout
@@ -94,11 +128,9 @@ class RestClient:
     def status(self, model: str) -> dict:
         return self._call("GET", f"/v1/models/{model}")
 
-    def recommend(self, user_ids: list[str], k: int | None = None, model: str = "mf",
-                  exclude: list[list[str]] | None = None, version: int | None = None) -> list[list[Recommendation]]:
-        """Top k (None: serving_default's 10) per user, minus their `exclude` row."""
-        signature, inputs = contract_call(user_ids, k, exclude)
-        return _rows(self.predict(model, inputs, signature, version), len(user_ids))
+    @staticmethod
+    def _inputs(inputs: dict) -> dict:
+        return inputs   # JSON lists as they are
 
 
 def predict_request(model: str, tensors: dict, signature_name: str = "", version: int | None = None):
@@ -115,7 +147,7 @@ def predict_request(model: str, tensors: dict, signature_name: str = "", version
     return request
 
 
-class GrpcClient:
+class GrpcClient(_ContractCalls):
     def __init__(self, host: str = "127.0.0.1", port: int = 8500, timeout: float = 10.0):
         import grpc  # noqa: PLC0415
         from tensorflow_serving.apis import prediction_service_pb2_grpc  # noqa: PLC0415
@@ -143,9 +175,6 @@ class GrpcClient:
             out[alias] = np.vectorize(lambda b: b.decode("utf-8"), otypes=[object])(arr) if arr.dtype == object else arr
         return out
 
-    def recommend(self, user_ids: list[str], k: int | None = None, model: str = "mf",
-                  exclude: list[list[str]] | None = None, version: int | None = None) -> list[list[Recommendation]]:
-        """Top k (None: serving_default's 10) per user, minus their `exclude` row."""
-        signature, inputs = contract_call(user_ids, k, exclude)
-        arrays = {alias: np.array(v, dtype=np.int32 if alias == "k" else object) for alias, v in inputs.items()}
-        return _rows(self.predict(model, arrays, signature, version), len(user_ids))
+    @staticmethod
+    def _inputs(inputs: dict) -> dict:
+        return {alias: np.array(v, dtype=np.int32 if alias == "k" else object) for alias, v in inputs.items()}

@@ -321,12 +321,84 @@ def test_clients_use_serving_default_or_recommend(server, protocol):
 
 @pytest.mark.parametrize("protocol", ["--grpc", "--rest"])
 def test_movierec_recommend_command(server, protocol, capsys):
+    """u2 (vector [0, 1]) scores a 0 + 3, b 2 + 3 + 0.5, c 1 + 3: all three unseen."""
     from movierec import cli
     port = str(server.grpc_port if protocol == "--grpc" else server.rest_port)
     assert cli.main(["recommend", "--user", "u2", "--model", "mf", protocol, "--port", port]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[1] for line in lines[1:]] == ["B", "C", "A"]    # serving_default: all 3 unseen
+    assert lines[0] == f"user u2 (mf, {protocol[2:]}):"
+    assert [line.split() for line in lines[1:]] == [["1.", "b", "B", "Comedy", "5.500"],
+                                                   ["2.", "c", "C", "Drama|Comedy", "4.000"],
+                                                   ["3.", "a", "A", "Drama", "3.000"]]
     assert cli.main(["recommend", "--user", "u2", "-k", "1", "--exclude", "b", "--model", "mf", protocol,
                      "--port", port]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[1] for line in lines[1:]] == ["C"]
+    assert [line.split()[1] for line in lines[1:]] == ["c"]
+
+
+@pytest.mark.parametrize("protocol", ["--grpc", "--rest"])
+def test_unknown_user_is_named_and_gets_rating_counts_not_scores(server, protocol, capsys):
+    """zz is unknown: popularity a 5, c 3, b 1 (training rating counts), said so."""
+    from movierec import cli
+    port = str(server.grpc_port if protocol == "--grpc" else server.rest_port)
+    assert cli.main(["recommend", "--user", "zz", "--model", "mf", protocol, "--port", port]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"user zz (mf, {protocol[2:]}): unknown to the model - the most-rated movies")
+    assert "number of training ratings, not a score" in lines[0]
+    assert [line.split() for line in lines[1:]] == [["1.", "a", "A", "Drama", "5"],
+                                                   ["2.", "c", "C", "Drama|Comedy", "3"],
+                                                   ["3.", "b", "B", "Comedy", "1"]]
+
+
+@pytest.mark.parametrize("protocol", ["--grpc", "--rest"])
+def test_recommend_json(server, protocol, capsys):
+    import json
+
+    from movierec import cli
+    port = str(server.grpc_port if protocol == "--grpc" else server.rest_port)
+    assert cli.main(["recommend", "--json", "--user", "u2", "--user", "zz", "-k", "2", "--model", "mf",
+                     protocol, "--port", port]) == 0
+    assert json.loads(capsys.readouterr().out) == [
+        {"user_id": "u2", "model": "mf", "known_user": True, "recommendations": [
+            {"rank": 1, "movie_id": "b", "title": "B", "genres": ["Comedy"], "score": 5.5},
+            {"rank": 2, "movie_id": "c", "title": "C", "genres": ["Drama", "Comedy"], "score": 4.0}]},
+        {"user_id": "zz", "model": "mf", "known_user": False, "recommendations": [
+            {"rank": 1, "movie_id": "a", "title": "A", "genres": ["Drama"], "training_ratings": 5},
+            {"rank": 2, "movie_id": "c", "title": "C", "genres": ["Drama", "Comedy"], "training_ratings": 3}]}]
+
+
+@pytest.mark.parametrize("k", ["0", "-3", "10001", "two"])
+def test_bad_k_is_refused_before_any_call(k, capsys):
+    """No server listens on port 1: the command stops at the flag, never reaching a call."""
+    from movierec import cli
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(["recommend", "--user", "u2", "-k", k, "--rest", "--port", "1"])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument -k: {k!r} is not a list length: an integer from 1 to 10000" in err
+
+
+@pytest.mark.parametrize("protocol", ["--grpc", "--rest"])
+def test_k_over_the_models_max_k_is_one_clear_line(server, protocol, capsys):
+    """The exported model has max_k 10: k 11 passes the flag check and the model refuses it;
+    the message is the model's rule, without TensorFlow's graph node names."""
+    from movierec import cli
+    port = str(server.grpc_port if protocol == "--grpc" else server.rest_port)
+    code = cli.main(["recommend", "--user", "u2", "-k", "11", "--model", "mf", protocol, "--port", port])
+    assert code == cli.EXIT_PIPELINE_ERROR
+    err = capsys.readouterr().err.strip()
+    code_name = "INVALID_ARGUMENT" if protocol == "--grpc" else "400"
+    assert err == f"error from server: {code_name}: k must be >= 1 and <= 10, got 11", err
+
+
+def test_grpc_recommend_prints_no_tensorflow_start_up_messages(server):
+    """A fresh `movierec recommend --grpc` process: stderr holds nothing (no CUDA, oneDNN or
+    TF-TRT lines), whatever TF_CPP_MIN_LOG_LEVEL the caller's environment had."""
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "PYTHONWARNINGS")}
+    done = subprocess.run([sys.executable, "-m", "movierec.cli", "recommend", "--user", "u1", "--grpc",
+                           "--port", str(server.grpc_port)], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert done.stdout.splitlines()[0] == "user u1 (mf, grpc):"

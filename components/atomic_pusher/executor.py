@@ -7,7 +7,7 @@
   copy of every object and so not atomic: the version is written in place, every file
   except `saved_model.pb` first and `saved_model.pb` last. A version folder without
   `saved_model.pb` is not loadable (TF Serving's SavedModel loader and
-  `serving.versions.is_complete` both need it), so a server polling the base path sees the
+  `movierec.contract.is_complete` both need it), so a server polling the base path sees the
   version only once all of it is there. A push killed half-way leaves a numeric folder
   without `saved_model.pb`; the next push removes it before writing.
 * Idempotent: a fingerprint (SHA-256 over every file of the SavedModel) is written to
@@ -35,10 +35,10 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
-from movierec.serving import versions
+from movierec import contract   # the version-folder layout servers read
 
 PUSH_RECORD = "assets.extra/push.json"
-GRAPH_FILES = ("saved_model.pb", "saved_model.pbtxt")
+GRAPH_FILES = contract.GRAPH_FILES
 # Seconds to sleep after each file copied; lets a test kill a push half-way. Unset: no sleep.
 ENV_FILE_DELAY = "MOVIEREC_PUSH_FILE_DELAY_SECONDS"
 
@@ -105,9 +105,9 @@ def push(model_dir: str, base_dir: str, model_id: int | None = None,
         atomic_rename = has_atomic_rename(base_dir)
     fingerprint = model_fingerprint(model_dir)
     fileio.makedirs(base_dir)
-    latest = versions.latest_version(base_dir)
+    latest = contract.latest_version(base_dir)
     if latest is not None:
-        record = _join(versions.version_dir(base_dir, latest), PUSH_RECORD)
+        record = _join(contract.version_dir(base_dir, latest), PUSH_RECORD)
         if fileio.exists(record):
             with fileio.open(record, "r") as f:
                 if json.loads(f.read()).get("fingerprint") == fingerprint:
