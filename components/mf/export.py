@@ -10,6 +10,9 @@ Signatures:
                    user_known bool [B], movie_known bool [B]
                    An unknown user or movie contributes neither embedding nor bias: the
                    prediction falls back to global mean + the known side's bias.
+                   Only for a model trained on ratings: a model of implicit events has no
+                   rating scale to predict on, so its export has no such signature (and the
+                   evaluator's rating rules do not apply to it).
 """
 from __future__ import annotations
 
@@ -22,7 +25,9 @@ from movierec.components.training_data import Catalog
 
 
 class MFServingModule(RecommenderModule):
-    def __init__(self, model: MatrixFactorization | RankAndRate, *, rating_range: tuple[float, float],
+    """The ranking signatures of an MF model (see the module docstring)."""
+
+    def __init__(self, model: MatrixFactorization | RankAndRate, *,
                  user_ids: list[str], genre_names: list[str] = (), **kwargs):
         super().__init__(**kwargs)
         if model.num_movies != self.num_movies or model.num_users != self.num_users:
@@ -42,11 +47,18 @@ class MFServingModule(RecommenderModule):
             self.genre_names = tf.Variable(np.asarray(genre_names, dtype=object), trainable=False,
                                            name="genre_names")
             self.factors["genre_embedding"] = ranking.genre_embedding.kernel
-        self.rating_low = tf.constant(rating_range[0], tf.float32)
-        self.rating_high = tf.constant(rating_range[1], tf.float32)
 
     def score_users(self, user_idx):
         return self.model.score_all_movies(user_idx)
+
+
+class MFRatingServingModule(MFServingModule):
+    """MFServingModule plus `predict_rating`, clipped to `rating_range` (low, high)."""
+
+    def __init__(self, model: MatrixFactorization | RankAndRate, *, rating_range: tuple[float, float], **kwargs):
+        super().__init__(model, **kwargs)
+        self.rating_low = tf.constant(rating_range[0], tf.float32)
+        self.rating_high = tf.constant(rating_range[1], tf.float32)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id"),
                                   tf.TensorSpec([None], tf.string, name="movie_id")])
@@ -62,14 +74,18 @@ class MFServingModule(RecommenderModule):
 
 def export(model: MatrixFactorization | RankAndRate, export_dir: str, *, user_vocab_path: str,
            movie_vocab_path: str, user_ids: list[str], catalog: Catalog, rated: RatedItems, popularity: np.ndarray,
-           rating_range: tuple[float, float], max_k: int, metadata: dict | None = None) -> str:
-    """Saves the SavedModel to `export_dir`; `metadata` goes to assets.extra/movierec.json."""
-    module = MFServingModule(
-        model, rating_range=rating_range, user_ids=user_ids, genre_names=catalog.genre_names,
-        user_vocab_path=user_vocab_path,
-        movie_vocab_path=movie_vocab_path, movie_ids=catalog.movie_ids, titles=catalog.titles,
-        genres=catalog.genre_strings(),
-        rated=rated, popularity=popularity, max_k=max_k)
+           rating_range: tuple[float, float] | None, max_k: int, metadata: dict | None = None) -> str:
+    """Saves the SavedModel to `export_dir`; `metadata` goes to assets.extra/movierec.json.
+
+    rating_range None: a model of implicit events, exported without `predict_rating`."""
+    common = dict(user_ids=user_ids, genre_names=catalog.genre_names, user_vocab_path=user_vocab_path,
+                  movie_vocab_path=movie_vocab_path, movie_ids=catalog.movie_ids, titles=catalog.titles,
+                  genres=catalog.genre_strings(), rated=rated, popularity=popularity, max_k=max_k)
+    if rating_range is None:
+        module = MFServingModule(model, **common)
+        tf.saved_model.save(module, export_dir, signatures=module.contract_signatures())
+        return finish_export(export_dir, "mf", user_vocab_path, max_k, metadata=metadata)
+    module = MFRatingServingModule(model, rating_range=rating_range, **common)
     signatures = {**module.contract_signatures(), "predict_rating": module.predict_rating}
     tf.saved_model.save(module, export_dir, signatures=signatures)
     return finish_export(export_dir, "mf", user_vocab_path, max_k, metadata=metadata, extra_requests=lambda user: [

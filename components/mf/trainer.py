@@ -1,7 +1,10 @@
 """TFX Trainer entry point for MF: `run_fn` hands off to data, model, train, export."""
 from __future__ import annotations
 
+import dataclasses
 import logging
+
+import numpy as np
 
 from movierec.components import features, training_data
 from movierec.components.mf import export, train, warm_start
@@ -48,7 +51,7 @@ def run_fn(fn_args) -> None:
     data = training_data.load_trainer_inputs(fn_args)
     sizes = (data.num_users, data.num_movies)
     logging.info("MF: %d train / %d eval ratings, %d users, %d movies", len(data.train), len(data.eval), *sizes)
-    scale = (float(data.train.rating.min()), float(data.train.rating.max()))
+    config, fit_data, scale = implicit_or_rated(config, data.train)
 
     warm_report: dict = {"used": False, "reason": "off"}
     init = None
@@ -57,18 +60,20 @@ def run_fn(fn_args) -> None:
     elif custom.get("warm_start"):   # ials+bayes: seeds the ranking half; the rater starts from its prior
         init = warm_start_init(fn_args.base_model, data.user_ids, data.catalog.movie_ids, warm_report,
                                data.catalog.genre_names)
-    model, result = train.fit(config, data.train, *sizes, data.eval, scale, init=init,
-                              genre_matrix=data.catalog.genre_matrix)
-    errors = train.rating_errors(model, data.eval, sizes, scale)
+    model, result = train.fit(config, fit_data, *sizes, data.eval if scale else None, scale or (1.0, 1.0),
+                              init=init, genre_matrix=data.catalog.genre_matrix)
+    errors = train.rating_errors(model, data.eval, sizes, scale) if scale else {
+        "rmse": None, "mae": None, "examples": len(data.eval)}
     metrics = {
-        "model": "mf",
+        "model": "mf", "ratings": scale is not None,
         "eval_rmse": errors["rmse"], "eval_mae": errors["mae"], "eval_examples": errors["examples"],
         "train_examples": len(data.train), "epochs": result.epochs,
         "fit_seconds": result.fit_seconds, "examples_per_second": result.examples_per_second,
         "steady_examples_per_second": result.steady_examples_per_second, "part_seconds": result.part_seconds,
         "loss_history": result.loss_history, "eval_rmse_history": result.eval_rmse_history,
         "num_users": data.num_users, "num_movies": data.num_movies,
-        "num_genres": len(data.catalog.genre_names), "rating_range": list(scale), "config": custom,
+        "num_genres": len(data.catalog.genre_names), "rating_range": list(scale) if scale else None,
+        "config": custom,
         "warm_start": warm_report,
     }
     common = dict(user_vocab_path=data.vocab_paths[features.USER_VOCAB],
@@ -79,5 +84,31 @@ def run_fn(fn_args) -> None:
     # the evaluation export: same model, only the train split masked (see RankingEvaluator)
     export.export(model, fn_args.eval_model_dir, rated=data.rated_train, **common)
     data.write_run_metrics(fn_args.model_run_dir, metrics)
-    logging.info("MF: eval RMSE %.4f, MAE %.4f; %.0f examples/s; exported to %s",
-                 errors["rmse"], errors["mae"], result.examples_per_second, fn_args.serving_model_dir)
+    if scale:
+        logging.info("MF: eval RMSE %.4f, MAE %.4f; %.0f examples/s; exported to %s",
+                     errors["rmse"], errors["mae"], result.examples_per_second, fn_args.serving_model_dir)
+    else:
+        logging.info("MF (implicit events, iALS ranker only, no predict_rating): %.0f examples/s; exported to %s",
+                     result.examples_per_second, fn_args.serving_model_dir)
+
+
+IMPLICIT_OBJECTIVES = ("ials", "ials+bayes")
+
+
+def implicit_or_rated(config, interactions: training_data.Interactions):
+    """(config, training interactions, rating range or None) for this data.
+
+    With ratings: unchanged, and the range (min, max) of the training ratings. Implicit events
+    (`features.has_ratings` false): the iALS ranker alone ("ials+bayes" loses its rater,
+    which needs ratings; "mse" and "bayes" are refused), fitted on who interacted with what;
+    the ranker's unused bias head is fitted on a constant 1 per event, and the range is None
+    (the export then has no `predict_rating`)."""
+    if features.has_ratings(interactions.rating):
+        return config, interactions, (float(interactions.rating.min()), float(interactions.rating.max()))
+    if config.objective not in IMPLICIT_OBJECTIVES:
+        raise ValueError(f"mf.objective {config.objective!r} learns from ratings, and this dataset has none "
+                         f"(implicit events): use {' or '.join(map(repr, IMPLICIT_OBJECTIVES))}")
+    if config.objective != "ials":
+        logging.info("MF: implicit events: objective %r trains its iALS ranker only", config.objective)
+    constant = dataclasses.replace(interactions, rating=np.ones_like(interactions.rating))
+    return dataclasses.replace(config, objective="ials"), constant, None
