@@ -25,7 +25,7 @@ import time
 from movierec import cli, summary
 from movierec.components.data import spans
 from movierec.config import MODEL_NAMES, PipelineConfig
-from movierec.serving import versions
+from movierec import contract
 
 
 def _gfile():
@@ -61,7 +61,7 @@ def outcome(config: PipelineConfig, label: str, before: dict, seconds: float) ->
     for name in MODEL_NAMES:
         found = summary.latest_evaluation(config, name)
         evaluation = found[1] if found else {}
-        served = versions.latest_version(config.serving_model_dir(name))
+        served = contract.latest_version(config.serving_model_dir(name))
         row["models"][name] = {
             "rmse": evaluation.get("candidate", {}).get("rmse"),
             "ndcg@10": evaluation.get("candidate", {}).get("ndcg@10"),

@@ -10,7 +10,7 @@ import os
 
 from movierec.config import PipelineConfig
 from movierec.progress import ComponentTiming
-from movierec.serving import versions
+from movierec import contract
 
 EXAMPLE_USERS = 3
 EXAMPLE_K = 5
@@ -32,10 +32,10 @@ def _read_json(path: str) -> dict | None:
 
 def pushed_model_info(base_path: str) -> tuple[str, dict] | None:
     """(version folder, assets.extra/movierec.json) of the latest complete version."""
-    latest = versions.latest_version(base_path)
+    latest = contract.latest_version(base_path)
     if latest is None:
         return None
-    folder = versions.version_dir(base_path, latest)
+    folder = contract.version_dir(base_path, latest)
     meta_path = os.path.join(folder, "assets.extra", "movierec.json")
     return folder, _read_json(meta_path) or {}
 
@@ -99,7 +99,7 @@ def evaluation_table(config: PipelineConfig, model_names: tuple[str, ...]) -> li
 
 def served_versions(config: PipelineConfig, model_names: tuple[str, ...]) -> dict[str, int | None]:
     """The newest complete pushed version of each model (None: nothing pushed yet)."""
-    return {name: versions.latest_version(config.serving_model_dir(name)) for name in model_names}
+    return {name: contract.latest_version(config.serving_model_dir(name)) for name in model_names}
 
 
 def render(config: PipelineConfig, timings: list[ComponentTiming], total_seconds: float,
@@ -117,7 +117,7 @@ def render(config: PipelineConfig, timings: list[ComponentTiming], total_seconds
             lines.append(f"\nModel {name}: nothing pushed.")
             continue
         folder, meta = info
-        if before is not None and before.get(name) == versions.latest_version(config.serving_model_dir(name)):
+        if before is not None and before.get(name) == contract.latest_version(config.serving_model_dir(name)):
             lines.append(f"\nModel {name}: no new version this run; serving {folder}")
             continue
         lines.append(f"\nModel {name}: pushed {folder}")
