@@ -34,13 +34,22 @@ class Archive:
     sha256: str
 
 
-# Sizes and digests as published for these archives (the same values TensorFlow Datasets
-# pins). GroupLens updates ml-latest-small occasionally; a mismatch is reported, not ignored.
+# Sizes and digests of these archives as TensorFlow Datasets pins them
+# (tensorflow_datasets/url_checksums/movielens.txt). GroupLens updates ml-latest-small
+# occasionally; a mismatch is reported, not ignored. ml-10m (folder ml-10M100K) and ml-32m
+# have no independently pinned digest here: download them from GroupLens and pass the
+# folder as the data directory (the readers detect their layouts).
 ARCHIVES = {
     "ml-100k": Archive("ml-100k", 4924029,
                        "50d2a982c66986937beb9ffb3aa76efe955bf3d5c6b761f4e3a7cd717c6a3229"),
     "ml-latest-small": Archive("ml-latest-small", 978202,
                                "696d65a3dfceac7c45750ad32df2c259311949efec81f0f144fdfb91ebc9e436"),
+    "ml-1m": Archive("ml-1m", 5917549,
+                     "a6898adb50b9ca05aa231689da44c217cb524e7ebd39d264c56e2832f2c54e20"),
+    "ml-20m": Archive("ml-20m", 198702078,
+                      "96f243c338a8665f6bcc89c53edf6ee39162a846940de6b7c8c48aeada765ff3"),
+    "ml-25m": Archive("ml-25m", 261978986,
+                      "8b21cfb7eb1706b4ec0aac894368d90acf26ebdfb6aced3ebd4ad5bd1eb9c6aa"),
 }
 
 
