@@ -9,9 +9,10 @@ it on `import tensorflow_io` and is pointed at the emulator with `S3_ENDPOINT`.
 
 tensorflow-io 0.37.1's S3 filesystem aborts the process at interpreter exit after any S3
 access ("pure virtual method called", exit code 134; tensorflow/io issue 2039, fixed after
-that release). So everything that touches S3 runs in a child process that reports its
-results as JSON and leaves with `os._exit`, and the test process itself never loads the
-S3 filesystem.
+that release). Production entry points register s3:// and end through
+`movierec.filesystems` (`ensure`, `finish`), which keeps their exit status; here everything
+that touches S3 runs in a child process that does the same and reports its results as
+JSON, and the test process itself never loads the S3 filesystem.
 
 What is checked, against the bucket: the readers read an ml-100k folder (made from the
 synthetic generator) exactly as they read the same folder on disk; spans are cut and
@@ -25,6 +26,7 @@ import importlib.util
 import json
 import math
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -89,8 +91,9 @@ def s3_env(endpoint: str) -> dict:
 
 def run_on_s3(endpoint: str, code: str, *args: str, timeout: float = 300) -> dict:
     """Runs `code` (which sets `result`) in a child with the S3 filesystem; returns `result`."""
-    program = ("import json, os, sys\nimport tensorflow as tf\nimport tensorflow_io  # noqa: F401 (s3://)\n"
-               + code + "\nprint('RESULT ' + json.dumps(result), flush=True)\nos._exit(0)\n")
+    program = ("import json, os, sys\nimport tensorflow as tf\nfrom movierec import filesystems\n"
+               f"filesystems.ensure('s3://{BUCKET}')\n"
+               + code + "\nprint('RESULT ' + json.dumps(result), flush=True)\nsys.exit(filesystems.finish(0))\n")
     proc = subprocess.run([sys.executable, "-c", program, *args], cwd=REPO, env=s3_env(endpoint),
                           capture_output=True, timeout=timeout)
     out = proc.stdout.decode()
@@ -232,3 +235,30 @@ def test_push_into_the_bucket_is_atomic_even_when_killed(tmp_path, s3_endpoint):
     assert all(f.startswith(f"{version}/") for f in got["files"]), got["files"]
     assert "saved_model.pb" in names and "variables/variables.index" in names and "assets.extra/push.json" in names
     assert got["scores"] == [2.0, 6.0] and got["fingerprint_ok"]
+
+
+EXIT = """
+import sys
+import tensorflow as tf
+from movierec import filesystems
+folder, code, how = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+filesystems.ensure(folder)
+with tf.io.gfile.GFile(folder + "/marker", "w") as f:
+    f.write("x")
+assert tf.io.gfile.exists(folder + "/marker")
+print("wrote", folder, flush=True)
+sys.exit(filesystems.finish(code) if how == "finish" else code)
+"""
+
+
+@pytest.mark.parametrize("code", [0, 3])
+def test_an_entry_point_that_used_s3_exits_with_its_own_status(s3_endpoint, code):
+    def run(how):
+        return subprocess.run([sys.executable, "-c", EXIT, f"s3://{BUCKET}/exit/{how}{code}", str(code), how],
+                              cwd=REPO, env=s3_env(s3_endpoint), capture_output=True, text=True, timeout=300)
+
+    ours = run("finish")
+    assert ours.returncode == code and f"wrote s3://{BUCKET}/exit/finish{code}" in ours.stdout, ours.stderr[-3000:]
+    plain = run("plain")  # the same work ending with plain sys.exit: tensorflow-io's abort at exit
+    assert plain.returncode == -signal.SIGABRT and "pure virtual method called" in plain.stderr, (
+        plain.returncode, plain.stderr[-3000:])  # SIGABRT: status 134 in a shell
