@@ -46,6 +46,43 @@ def test_synth_users_prefer_their_genres(tmp_path):
     assert np.mean(gaps) > 0.8
 
 
+def test_synth_ratings_per_user_hand_worked():
+    """3 users, 20 movies (at most 10 each), 24 ratings, activity 1:1:2: every user starts at
+    5; the 9 left are shared 2.25/2.25/4.5 -> floors 2/2/4; the last one goes to the most
+    active user: 7, 7, 10."""
+    spec = synth.SynthSpec(users=3, movies=20, ratings=24)
+    assert (spec.min_per_user, spec.max_per_user) == (5, 10)
+    assert synth.ratings_per_user(spec, np.array([1.0, 1.0, 2.0])).tolist() == [7, 7, 10]
+    # MovieLens-25M's floor of 20 ratings per user once the mean is >= 100
+    assert synth.SynthSpec(users=10, movies=1000, ratings=1000).min_per_user == 20
+    assert synth.SynthSpec(users=10, movies=1000, ratings=300).min_per_user == 6
+
+
+def test_synth_has_movielens_shape(tmp_path):
+    """Users in blocks, each user's lines together and in time order; no (user, movie) twice;
+    half stars; 2019's last MovieLens-25M timestamp at most; popularity long-tailed: the most
+    rated movie is rated by most users, the median movie by few."""
+    import pandas as pd
+
+    d = str(tmp_path / "s")
+    spec = synth.SynthSpec(users=3000, movies=2000, ratings=300_000, seed=4)
+    synth.generate(spec, d)
+    r = pd.read_csv(os.path.join(d, "ratings.csv"))
+    assert len(r) == 300_000 and r.userId.nunique() == 3000
+    assert (np.diff(r.userId) >= 0).all()                         # grouped by user, in user order
+    same_user = np.diff(r.userId) == 0
+    assert (np.diff(r.timestamp)[same_user] >= 0).all()           # each user's lines in time order
+    assert not r.duplicated(["userId", "movieId"]).any()
+    assert set(r.rating.unique()) <= {h / 2 for h in range(1, 11)}
+    assert r.timestamp.min() >= synth.TIME_START and r.timestamp.max() <= synth.TIME_END
+    per_user = r.groupby("userId").size()
+    assert per_user.min() == 20 and per_user.max() <= 1000
+    assert per_user.median() < 0.75 * per_user.mean()            # long-tailed activity
+    per_movie = r.groupby("movieId").size()
+    assert per_movie.max() > 0.4 * 3000                           # the head: rated by most users
+    assert per_movie.median() < 0.25 * per_movie.mean()           # the tail: most movies rated a little
+
+
 def test_synth_rejects_impossible_sizes():
     with pytest.raises(ValueError, match="ratings=10 is too few"):
         synth.SynthSpec(users=5, movies=10, ratings=10)

@@ -1,18 +1,27 @@
 """Executor of MovieLensExampleGen: reads one MovieLens folder into tf.Examples.
 
 TFX's FileBasedDriver resolves the input pattern (and spans, `{SPAN}`) and fingerprints the
-files; this executor turns the resolved folder into one tf.Example per valid rating with
-the checked reader of `movierec.components.data.readers`, and TFX's base executor splits
-them into train/eval by a hash of each serialized example.
+files; this executor turns the resolved folder into one tf.Example per valid rating, in
+three Beam steps that work on Arrow record batches, not on single examples:
+
+1. ReadAndCheck: `arrow_reader.read_batches` (the checks of `readers`, vectorised for the
+   CSV layout; every problem named by file and line) yields record batches of joined
+   ratings [<= BATCH_ROWS rows, one list column per raw feature];
+2. EncodeAndSplit: each row's split is a FarmHash (`tf.strings.to_hash_bucket_fast`) of its
+   `user_id` + 0x1F + `movie_id` into the output config's hash buckets, so a (user, movie)
+   pair always lands in the same split, whatever its rating, title or timestamp (and in the
+   same split when a newer span re-rates it); each split's rows are encoded into serialized
+   tf.Examples by tfx_bsl's C++ `RecordBatchToExamplesEncoder` (parse-identical to building
+   the protos in Python; the bytes differ only in the order of the feature map);
+3. the splits are written as GZIP TFRecords.
 
 Writing differs from TFX's in one step: TFX's `WriteSplit` puts a `Reshuffle` (a
 GroupByKey over every example) before the TFRecord writes, so that a distributed runner
 spreads the writes over workers. With the in-process runner there are no other workers,
 and that shuffle was the largest cost of the component at scale (about 75 us and one
-in-memory copy per example; a third of ExampleGen's time at 1M ratings). So `Do` writes
-without it when the Beam options name an in-process runner (FnApiRunner/DirectRunner with
-one worker), and with it otherwise. Everything else is TFX's `Do` (same files, split names
-and artifact properties).
+in-memory copy per example). So `Do` writes without it when the Beam options name an
+in-process runner (FnApiRunner/DirectRunner with one worker), and with it otherwise.
+Everything else is TFX's `Do` (same files, split names and artifact properties).
 """
 from __future__ import annotations
 
@@ -21,7 +30,11 @@ import os
 from typing import Any, Dict, Iterator
 
 import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import tensorflow as tf
+from tfx_bsl.coders import example_coder
 from tfx.components.example_gen import utils, write_split
 from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
 from tfx.proto import example_gen_pb2
@@ -30,23 +43,14 @@ from tfx.components.util import examples_utils
 from tfx.utils import proto_utils
 
 from movierec.components import features
-from movierec.components.data import readers, spans
+from movierec.components.data import arrow_reader, readers, spans
 
 MAX_BAD_RECORDS_KEY = "max_bad_records"
 SPAN_WINDOW_KEY = "span_window"
 
 
-def record_to_example(record: readers.RatingRecord) -> tf.train.Example:
-    """One joined rating -> tf.Example with the raw features of `features.RAW_FEATURES`."""
-    ex = tf.train.Example()
-    f = ex.features.feature
-    f[features.USER_ID].bytes_list.value.append(record.user_id.encode())
-    f[features.MOVIE_ID].bytes_list.value.append(record.movie_id.encode())
-    f[features.RATING].float_list.value.append(record.rating)
-    f[features.TIMESTAMP].int64_list.value.append(record.timestamp)
-    f[features.TITLE].bytes_list.value.append(record.title.encode("utf-8"))
-    f[features.GENRES].bytes_list.value.extend(g.encode("utf-8") for g in record.genres)
-    return ex
+BATCH_ROWS = arrow_reader.BATCH_ROWS
+PAIR_SEPARATOR = "\x1f"   # between user_id and movie_id in the split key
 
 
 def dataset_dir_of(input_base: str, split_pattern: str) -> str:
@@ -54,10 +58,9 @@ def dataset_dir_of(input_base: str, split_pattern: str) -> str:
     return os.path.dirname(os.path.join(input_base, split_pattern))
 
 
-def _read_examples(data_dir: str, max_bad_records: int) -> Iterator[tf.train.Example]:
+def _read_batches(data_dir: str, max_bad_records: int) -> Iterator[pa.RecordBatch]:
     report = readers.ReadReport()
-    for record in readers.read_ratings(data_dir, max_bad_records, report):
-        yield record_to_example(record)
+    yield from arrow_reader.read_batches(data_dir, max_bad_records, report)
     _log_report(data_dir, report, max_bad_records)
 
 
@@ -94,22 +97,52 @@ def read_window(folders: list[str], max_bad_records: int) -> Iterator[readers.Ra
 
 @beam.ptransform_fn
 @beam.typehints.with_input_types(beam.Pipeline)
-@beam.typehints.with_output_types(tf.train.Example)
-def _MovieLensToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],
-                        split_pattern: str) -> beam.pvalue.PCollection:
+def _MovieLensToRecordBatches(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],
+                              split_pattern: str) -> beam.pvalue.PCollection:
+    """The checked, joined ratings of the input folder (or span window) as record batches."""
     input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
     max_bad_records = int(exec_properties.get(MAX_BAD_RECORDS_KEY) or 0)
     size = exec_properties.get(SPAN_WINDOW_KEY)
     if size is None or int(size) < 0:
         return (pipeline
                 | "Folder" >> beam.Create([dataset_dir_of(input_base, split_pattern)])
-                | "ReadAndCheck" >> beam.FlatMap(_read_examples, max_bad_records))
+                | "ReadAndCheck" >> beam.FlatMap(_read_batches, max_bad_records))
     folders = spans.window_dirs(input_base, int(exec_properties[utils.SPAN_PROPERTY_NAME]), int(size))
     logging.info("MovieLensExampleGen: span window %s of %s", [os.path.basename(f) for f in folders], input_base)
     return (pipeline
             | "Window" >> beam.Create([folders])
             | "ReadAndCheck" >> beam.FlatMap(
-                lambda fs: (record_to_example(r) for r in read_window(fs, max_bad_records))))
+                lambda fs: arrow_reader.batches_of_records(read_window(fs, max_bad_records))))
+
+
+def split_of_rows(batch: pa.RecordBatch, buckets: list[int]) -> np.ndarray:
+    """int [rows]: the index of each row's split, from the FarmHash of its (user_id,
+    movie_id) into `buckets[-1]` buckets; `buckets` are TFX's cumulative split bounds (e.g.
+    [80, 100]: buckets 0-79 -> split 0, 80-99 -> split 1)."""
+    keys = pc.binary_join_element_wise(pc.list_flatten(batch.column(features.USER_ID)),
+                                       pc.list_flatten(batch.column(features.MOVIE_ID)),
+                                       pa.scalar(PAIR_SEPARATOR.encode(), pa.binary()))
+    bucket = tf.strings.to_hash_bucket_fast(keys.to_numpy(zero_copy_only=False), buckets[-1]).numpy()
+    return np.searchsorted(np.asarray(buckets), bucket, side="right")
+
+
+class _EncodeAndSplit(beam.DoFn):
+    """Record batch -> serialized tf.Examples, each tagged with its split's name."""
+
+    def __init__(self, buckets: list[int], split_names: list[str]):
+        self._buckets, self._split_names = list(buckets), list(split_names)
+        self._encoder = None
+
+    def setup(self):
+        self._encoder = example_coder.RecordBatchToExamplesEncoder()
+
+    def process(self, batch: pa.RecordBatch):
+        split = split_of_rows(batch, self._buckets)
+        for index, name in enumerate(self._split_names):
+            rows = np.flatnonzero(split == index)
+            if len(rows):
+                for example in self._encoder.encode(batch.take(pa.array(rows))):
+                    yield beam.pvalue.TaggedOutput(name, example)
 
 
 IN_PROCESS_RUNNERS = ("FnApiRunner", "DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner")
@@ -138,7 +171,25 @@ def _WriteSplitInProcess(examples: beam.pvalue.PCollection, split_dir: str) -> b
 
 class Executor(BaseExampleGenExecutor):
     def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
-        return _MovieLensToExample
+        return _MovieLensToRecordBatches
+
+    def GenerateExamplesByBeam(self, pipeline: beam.Pipeline,
+                               exec_properties: Dict[str, Any]) -> Dict[str, beam.pvalue.PCollection]:
+        """{split name: serialized tf.Examples}: one input split, hash-bucket output splits."""
+        input_config = example_gen_pb2.Input()
+        proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config)
+        output_config = example_gen_pb2.Output()
+        proto_utils.json_to_proto(exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY], output_config)
+        split_config = output_config.split_config
+        if len(input_config.splits) != 1 or not split_config.splits or split_config.partition_feature_name:
+            raise ValueError("MovieLensExampleGen reads one input split into hash-bucket output splits; got "
+                             f"input {input_config} and output {output_config}")
+        names = utils.generate_output_split_names(input_config, output_config)
+        buckets = list(np.cumsum([s.hash_buckets for s in split_config.splits]))
+        tagged = (pipeline
+                  | "InputToRecordBatches" >> _MovieLensToRecordBatches(exec_properties, input_config.splits[0].pattern)
+                  | "EncodeAndSplit" >> beam.ParDo(_EncodeAndSplit(buckets, names)).with_outputs(*names))
+        return {name: tagged[name] for name in names}
 
     def Do(self, input_dict, output_dict, exec_properties) -> None:
         if not runs_in_process(self._beam_pipeline_args):
