@@ -7,8 +7,9 @@
 Sizes (MovieLens-like: ~100-145 ratings per user on average, long-tailed):
 
     100k   100,000 ratings,  1,000 users,  2,000 movies
-    1m   1,000,000 ratings,  7,000 users, 10,000 movies
-    5m   5,000,000 ratings, 35,000 users, 60,000 movies
+    1m    1,000,000 ratings,   7,000 users, 10,000 movies
+    5m    5,000,000 ratings,  35,000 users, 60,000 movies
+    25m  25,000,000 ratings, 162,541 users, 59,047 movies (MovieLens-25M's shape)
     RATINGS:USERS:MOVIES   any other size, e.g. 20k:200:500
 
 For each size, one after the other:
@@ -18,7 +19,9 @@ For each size, one after the other:
    time and the generator's peak memory are reported, and marked cached when reused).
 2. A full `movierec run --data-dir D --output-dir <out>/runs/<size>` runs in a fresh
    process (cold TFX cache), its console output goes to `<out>/runs/<size>.log`. Recorded:
-   wall time; per-component seconds from ML Metadata (`pipeline_speed.component_times`);
+   wall time; per-component seconds from ML Metadata (`pipeline_speed.component_times`),
+   microseconds per rating and peak RSS while the component ran (the RSS samples that fall
+   between its execution's start and end in ML Metadata);
    the start-up split (pre-flight data check, TFX import + compile, time after the last
    component); peak resident memory of the run process (its VmHWM, sampled from /proc every
    0.5 s; wait4's ru_maxrss is kept in the JSON only, as Linux counts the parent's RSS at
@@ -78,14 +81,17 @@ class Size:
 
     @property
     def dataset_name(self) -> str:
-        return f"synth-r{self.ratings}-u{self.users}-m{self.movies}-s{SEED}"
+        return f"synth{GENERATOR_VERSION}-r{self.ratings}-u{self.users}-m{self.movies}-s{SEED}"
 
 
 PRESETS = {
     "100k": Size("100k", 100_000, 1_000, 2_000),
     "1m": Size("1m", 1_000_000, 7_000, 10_000),
     "5m": Size("5m", 5_000_000, 35_000, 60_000),
+    "25m": Size("25m", 25_000_000, 162_541, 59_047),   # MovieLens-25M's users and rated movies
 }
+GENERATOR_VERSION = 2      # in the dataset folder's name: a new generator does not reuse old files
+LINEAR_TOLERANCE = 0.2     # us per rating of a component may differ by this much from the smallest size
 
 
 def parse_count(text: str) -> int:
@@ -214,6 +220,7 @@ class ChildResult:
     lines: list[tuple[float, str]]   # (seconds since start, line) of the child's output
     load_mean: float            # mean 1-minute load average while it ran (2 cores: above 2 = contention)
     start_epoch: float
+    rss_samples: list[tuple[float, float]] = dataclasses.field(default_factory=list)  # (epoch s, tree RSS MB)
 
 
 def run_child(cmd: list[str], log_path: str, label: str, echo=lambda line: False,
@@ -251,7 +258,7 @@ def run_child(cmd: list[str], log_path: str, label: str, echo=lambda line: False
 
     thread = threading.Thread(target=reader, daemon=True)
     thread.start()
-    tree_peak_kb, hwm_kb, max_desc, names, loads = 0, 0, 0, set(), []
+    tree_peak_kb, hwm_kb, max_desc, names, loads, samples = 0, 0, 0, set(), [], []
     next_beat = heartbeat
     killed = False
     while thread.is_alive():
@@ -259,6 +266,7 @@ def run_child(cmd: list[str], log_path: str, label: str, echo=lambda line: False
         hwm_kb = max(hwm_kb, vm_hwm_kb(proc.pid))
         loads.append(os.getloadavg()[0])
         tree_peak_kb = max(tree_peak_kb, sum(rss for rss, _ in tree.values()))
+        samples.append((time.time(), sum(rss for rss, _ in tree.values()) / 1024))
         if len(tree) - 1 > max_desc:
             max_desc = len(tree) - 1
         names.update(name for pid, (_, name) in tree.items() if pid != proc.pid)
@@ -281,7 +289,7 @@ def run_child(cmd: list[str], log_path: str, label: str, echo=lambda line: False
     return ChildResult(returncode=proc.returncode, seconds=seconds, peak_mb=max(hwm_kb, tree_peak_kb) / 1024,
                        wait4_maxrss_mb=usage.ru_maxrss / 1024, tree_peak_mb=tree_peak_kb / 1024,
                        max_descendants=max_desc, descendant_names=sorted(names), lines=lines,
-                       load_mean=sum(loads) / max(len(loads), 1), start_epoch=start_epoch)
+                       load_mean=sum(loads) / max(len(loads), 1), start_epoch=start_epoch, rss_samples=samples)
 
 
 # -- datasets -------------------------------------------------------------------------------
@@ -331,6 +339,47 @@ def execution_span(metadata_path: str) -> tuple[float, float] | None:
         return None
     return (min(e.create_time_since_epoch for e in executions) / 1000.0,
             max(e.last_update_time_since_epoch for e in executions) / 1000.0)
+
+
+def component_spans(metadata_path: str) -> dict[str, tuple[float, float]]:
+    """{component id: (start, end)} in epoch seconds of its (last) execution, from ML Metadata."""
+    from ml_metadata.metadata_store import metadata_store
+    from ml_metadata.proto import metadata_store_pb2
+
+    cfg = metadata_store_pb2.ConnectionConfig()
+    cfg.sqlite.filename_uri = metadata_path
+    store = metadata_store.MetadataStore(cfg)
+    spans = {}
+    for context in store.get_contexts_by_type("node"):
+        for e in store.get_executions_by_context(context.id):
+            spans[context.name.split(".", 1)[-1]] = (e.create_time_since_epoch / 1000.0,
+                                                    e.last_update_time_since_epoch / 1000.0)
+    return spans
+
+
+def peak_between(samples: list[tuple[float, float]], start: float, end: float) -> float | None:
+    """The largest sampled value with start <= time <= end (None if no sample fell inside)."""
+    inside = [v for t, v in samples if start <= t <= end]
+    return max(inside) if inside else None
+
+
+def per_rating_notes(labels: list[str], ratings: list[int], values: list[float | None], what: str,
+                     tolerance: float = LINEAR_TOLERANCE, min_abs: float = 5.0) -> list[str]:
+    """Where the seconds per rating of a size differ from the smallest size's by more than
+    `tolerance` (and the seconds by more than `min_abs`): the +-20% linearity test."""
+    notes = []
+    base = next(((l, r, v) for l, r, v in zip(labels, ratings, values) if v), None)
+    if base is None:
+        return notes
+    label0, ratings0, value0 = base
+    for label, n, value in zip(labels, ratings, values):
+        if value is None or label == label0:
+            continue
+        ratio = (value / n) / (value0 / ratings0)
+        if abs(ratio - 1) > tolerance and abs(value - value0 * n / ratings0) > min_abs:
+            notes.append(f"{what}: {value / n * 1e6:,.1f} us per rating at {label} vs {value0 / ratings0 * 1e6:,.1f} "
+                         f"at {label0} (x{ratio:.2f}; {'more' if ratio > 1 else 'less'} than +-{tolerance:.0%})")
+    return notes
 
 
 def code_state() -> str:
@@ -426,6 +475,8 @@ def run_pipeline(size: Size, data_dir: str, out: str, extra: list[str], timeout:
     metadata = os.path.join(run_dir, "metadata.sqlite")
     if os.path.isfile(metadata):
         rec["components"] = component_times(metadata)
+        spans = component_spans(metadata)
+        rec["component_peak_mb"] = {name: peak_between(result.rss_samples, a, b) for name, (a, b) in spans.items()}
         span = execution_span(metadata)
         logged = first_line_time(result.lines, "log:")
         if span is not None and logged is not None:
@@ -591,7 +642,33 @@ def measure_serving(size: Size, model: dict, seconds: float, concurrency: list[i
 
 
 # -- report ---------------------------------------------------------------------------------
-def report(sizes: list[Size], results: dict, concurrency: list[int]) -> str:
+def project_value(ratings: list[int], values: list[float | None], target: int) -> float | None:
+    """`values` at `target` ratings on the line through the two largest sizes (a fixed cost
+    plus their marginal cost per rating); None if either is missing."""
+    (r1, v1), (r2, v2) = list(zip(ratings, values))[-2:]
+    if v1 is None or v2 is None:
+        return None
+    return v2 + (v2 - v1) / (r2 - r1) * (target - r2)
+
+
+def projection(ran: list[Size], results: dict, targets: list[Size]) -> str:
+    """Projected seconds and peak RSS at sizes not run, from the two largest sizes run."""
+    ratings = [s.ratings for s in ran]
+    runs = [results[s.label]["run"] for s in ran]
+    names = sorted({n for r in runs for n in r["components"]}, key=lambda n: -runs[-1]["components"].get(n, 0.0))
+    rows = []
+    for n in names:
+        rows.append([n] + [fmt(project_value(ratings, [r["components"].get(n) for r in runs], t.ratings))
+                           for t in targets])
+    rows.append(["**total wall s**"] + [fmt(project_value(ratings, [r["wall_s"] for r in runs], t.ratings))
+                                        for t in targets])
+    rows.append(["**peak RSS MB**"] + [fmt(project_value(ratings, [r["peak_rss_mb"] for r in runs], t.ratings), ",.0f")
+                                       for t in targets])
+    return (f"\n## Projected (line through {ran[-2].label} and {ran[-1].label}: fixed cost + marginal cost per "
+            f"rating; not measured)\n\n" + md_table(["component"] + [f"{t.label} s" for t in targets], rows))
+
+
+def report(sizes: list[Size], results: dict, concurrency: list[int], project: list[Size] = ()) -> str:
     out = []
     done = [s for s in sizes if s.label in results]
     out.append("\n## Datasets\n")
@@ -633,23 +710,30 @@ def report(sizes: list[Size], results: dict, concurrency: list[int]) -> str:
 
     ran = [s for s in done if (results[s.label].get("run") or {}).get("components")]
     if ran:
-        out.append("\n## Components (seconds from ML Metadata; marginal = extra seconds per million extra ratings)\n")
-        names = sorted({n for s in ran for n in results[s.label]["run"]["components"]},
+        out.append("\n## Components (seconds from ML Metadata; us / rating; peak RSS MB of the run while the "
+                   "component ran; marginal = extra seconds per million extra ratings)\n")
+        component_names = sorted({n for s in ran for n in results[s.label]["run"]["components"]},
                        key=lambda n: -results[ran[-1].label]["run"]["components"].get(n, 0.0))
-        header = (["component"] + [f"{s.label} s" for s in ran]
+        header = (["component"] + [f"{s.label} {what}" for s in ran for what in ("s", "us/rating", "peak MB")]
                   + [f"marginal s / M {ran[i - 1].label}->{ran[i].label}" for i in range(1, len(ran))])
         rows = []
 
-        def row(label, vals):
+        def row(label, vals, peaks=None):
             marginal = marginal_per_million([s.ratings for s in ran], vals)
-            return [label] + [fmt(v) for v in vals] + [fmt(m) for m in marginal]
+            peaks = peaks or [None] * len(ran)
+            cells = []
+            for s, v, pk in zip(ran, vals, peaks):
+                cells += [fmt(v), fmt(None if v is None else v / s.ratings * 1e6, ".2f"), fmt(pk, ",.0f")]
+            return [label] + cells + [fmt(m) for m in marginal]
 
-        for n in names:
-            rows.append(row(n, [results[s.label]["run"]["components"].get(n) for s in ran]))
+        for n in component_names:
+            rows.append(row(n, [results[s.label]["run"]["components"].get(n) for s in ran],
+                            [(results[s.label]["run"].get("component_peak_mb") or {}).get(n) for s in ran]))
         for key, label in (("preflight_s", "pre-flight (imports + data check)"),
                            ("tfx_start_s", "TFX import + compile"), ("after_s", "after last component (summary)")):
             rows.append(row(label, [results[s.label]["run"].get(key) for s in ran]))
-        rows.append(row("**total wall**", [results[s.label]["run"]["wall_s"] for s in ran]))
+        rows.append(row("**total wall**", [results[s.label]["run"]["wall_s"] for s in ran],
+                        [results[s.label]["run"]["peak_rss_mb"] for s in ran]))
         out.append(md_table(header, rows))
 
     served = [s for s in done if (results[s.label].get("serving") or {}).get("in_process")]
@@ -708,14 +792,17 @@ def report(sizes: list[Size], results: dict, concurrency: list[int]) -> str:
                                              f"d={results[s.label]['serving']['breakdown']['embedding dim']})"
                                              for s in broke], rows))
 
-    notes = []
+    notes, linear, component_names = [], [], sorted({n for s in ran for n in results[s.label]["run"]["components"]})
     if ran:
         labels, ratings = [s.label for s in ran], [s.ratings for s in ran]
         notes += growth_notes(labels, ratings, [results[s.label]["run"]["wall_s"] for s in ran], "wall time")
         notes += growth_notes(labels, ratings, [results[s.label]["run"]["peak_rss_mb"] for s in ran], "peak RSS",
                               unit="MB", min_abs=200)
-        for n in names:
+        for n in component_names:
             notes += growth_notes(labels, ratings, [results[s.label]["run"]["components"].get(n) for s in ran], n)
+        linear = per_rating_notes(labels, ratings, [results[s.label]["run"]["wall_s"] for s in ran], "wall time")
+        for n in component_names:
+            linear += per_rating_notes(labels, ratings, [results[s.label]["run"]["components"].get(n) for s in ran], n)
     failed = [s.label for s in done if (results[s.label].get("run") or {}).get("returncode", 0) != 0
               or results[s.label].get("error")]
     if failed:
@@ -723,6 +810,11 @@ def report(sizes: list[Size], results: dict, concurrency: list[int]) -> str:
     if notes:
         out.append("\n## Not linear (more than 30% off the line through the two sizes before)\n")
         out += [f"- {n}" for n in notes]
+    if project and len(ran) >= 2:
+        out.append(projection(ran, results, project))
+    if ran and len(ran) > 1:
+        out.append(f"\n## Cost per rating against {ran[0].label} (target: within +-{LINEAR_TOLERANCE:.0%})\n")
+        out += [f"- {n}" for n in linear] or ["- every component and the wall time within the target"]
     return "\n".join(out)
 
 
@@ -741,11 +833,14 @@ def main() -> int:
     p.add_argument("run_args", nargs=argparse.REMAINDER,
                    help="extra `movierec run` flags after --, e.g. -- --epochs 10")
     p.add_argument("--from-json", metavar="FILE", help="only print the tables of a saved results file")
+    p.add_argument("--project", nargs="*", default=[], metavar="SIZE",
+                   help="also print the seconds and peak RSS projected at these sizes from the two largest run")
     args = p.parse_args()
     if args.from_json:
         with open(args.from_json) as f:
             saved = json.load(f)
-        print(report([Size(**r["size"]) for r in saved.values()], saved, args.concurrency))
+        print(report([Size(**r["size"]) for r in saved.values()], saved, args.concurrency,
+                     [parse_size(t) for t in args.project]))
         return 0
     try:
         sizes = [parse_size(s) for s in args.sizes]
@@ -790,7 +885,7 @@ def main() -> int:
             with open(results_path, "w") as f:
                 json.dump(results, f, indent=2, default=str)
     total = time.perf_counter() - started
-    print(report(sizes, results, args.concurrency))
+    print(report(sizes, results, args.concurrency, [parse_size(t) for t in args.project]))
     print(f"\nwhole benchmark: {total:.0f} s ({total / 60:.1f} min); results {results_path}; "
           f"benchmark process peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB")
     return 0 if all(r.get("run", {}).get("returncode") == 0 and "error" not in r for r in results.values()) else 1

@@ -24,7 +24,8 @@ def test_parse_size_presets_and_custom():
     assert scale.PRESETS["100k"].movies == 2_000 and scale.PRESETS["5m"].movies == 60_000
     custom = scale.parse_size("20k:200:500")
     assert (custom.ratings, custom.users, custom.movies) == (20_000, 200, 500)
-    assert custom.dataset_name == "synth-r20000-u200-m500-s42"
+    assert custom.dataset_name == "synth2-r20000-u200-m500-s42"
+    assert scale.parse_size("25m").users == 162_541
     with pytest.raises(ValueError):
         scale.parse_size("20k:200")
 
@@ -58,6 +59,26 @@ def test_growth_notes_flag_rising_and_falling_marginal_cost():
     assert scale.growth_notes(["a", "b", "c"], ratings, [1.0, 1.2, 3.0], "tiny") == []
     # two sizes: nothing to test against
     assert scale.growth_notes(["a", "b"], ratings[:2], [1.0, 100.0], "x") == []
+
+
+def test_per_rating_notes_flag_more_than_20_percent():
+    ratings = [1_000_000, 5_000_000, 25_000_000]
+    # 100 us per rating at 1m; 5m at 110 us (within 20%), 25m at 130 us (30% more: flagged)
+    (note,) = scale.per_rating_notes(["1m", "5m", "25m"], ratings, [100.0, 550.0, 3250.0], "Transform")
+    assert note == "Transform: 130.0 us per rating at 25m vs 100.0 at 1m (x1.30; more than +-20%)"
+    # 25m at 70 us: 30% less, flagged the other way; a few seconds off is noise
+    (note,) = scale.per_rating_notes(["1m", "25m"], ratings[::2], [100.0, 1750.0], "x")
+    assert "x0.70; less than" in note
+    assert scale.per_rating_notes(["1m", "5m"], ratings[:2], [2.0, 14.0], "tiny") == []
+
+
+def test_peak_between_and_projection():
+    samples = [(10.0, 100.0), (11.0, 300.0), (12.0, 200.0), (13.0, 900.0)]
+    assert scale.peak_between(samples, 10.5, 12.0) == 300.0
+    assert scale.peak_between(samples, 20.0, 30.0) is None
+    # 10 s fixed + 20 s per million: 1m -> 30 s, 5m -> 110 s, projected 25m -> 510 s
+    assert scale.project_value([1_000_000, 5_000_000], [30.0, 110.0], 25_000_000) == pytest.approx(510.0)
+    assert scale.project_value([1_000_000, 5_000_000], [30.0, None], 25_000_000) is None
 
 
 def test_md_table():
