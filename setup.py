@@ -24,7 +24,7 @@ INSTALL_REQUIRES = [
     "tensorflow-transform",
     "tensorflow-metadata",
     "ml-metadata",
-    "apache-beam",
+    "apache-beam[aws]",                 # boto3: s3:// for Beam's file I/O
     "absl-py",
     "protobuf",
     "tf-keras",                         # Keras 2, as TFX 1.16's Trainer uses it

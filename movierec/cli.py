@@ -6,10 +6,15 @@
   movierec data synth     write a deterministic synthetic MovieLens-shaped dataset
   movierec data split-spans  cut a MovieLens folder into span-<N>/ folders by time
   movierec data check     read and check a MovieLens folder, report problems by file:line
-  movierec report         where the latest evaluation reports are, with their verdicts
+  movierec report         the latest evaluation of each model and the latest run's settings
   movierec compile-kfp    compile the same pipeline for Kubeflow Pipelines V2 / Vertex AI
   movierec serve          serve pushed models over TF Serving's gRPC and REST APIs
   movierec recommend      ask a running server (this one or TF Serving) for recommendations
+
+`run`, `retrain` and `compile-kfp` take their settings from `--config movierec.yaml`
+(`movierec.config_file`) and flags, flags winning; `movierec --version` prints the
+installed version. The work is done by library modules: `movierec.runs` (inputs, lock,
+pipeline run), `movierec.config_file`, `movierec.summary`, `movierec.serving.client`.
 
 Heavy modules (TensorFlow, TFX) are imported inside the commands that need them, so
 `movierec --help` and the data commands start fast.

@@ -198,3 +198,18 @@ def test_run_saves_its_effective_config_before_the_pipeline(tmp_path, capsys, mo
     assert saved is not None and f"  config: {saved[0]}" in captured.out
     loaded = config_file.parse(saved[1])
     assert loaded["mf"]["objective"] == "ials" and loaded["max_k"] == 30 and loaded["data_dir"] == data
+
+
+def test_compile_kfp_takes_the_file_and_saves_its_config_beside_the_spec(tmp_path, capsys):
+    path = _write(tmp_path, "data_dir: gs://bucket/ml-100k\noutput_dir: gs://bucket/movierec\n"
+                            "mf: {objective: mse, epochs: 9}\n")
+    out = tmp_path / "spec.json"
+    assert cli.main(["compile-kfp", "--config", path, "--image", "example.com/movierec:1", "--out", str(out),
+                     "--max-k", "40"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.strip() == str(out)
+    text = out.read_text()
+    assert '\\"epochs\\": 9' in text and '\\"max_k\\": 40' in text      # the file's and the flag's
+    saved = config_file.load(str(tmp_path / "spec.config.yaml"))
+    assert f"config: {tmp_path / 'spec.config.yaml'}" in captured.err
+    assert (saved["mf"]["epochs"], saved["max_k"], saved["output_dir"]) == (9, 40, "gs://bucket/movierec")
