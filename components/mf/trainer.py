@@ -62,11 +62,8 @@ def run_fn(fn_args) -> None:
                                data.catalog.genre_names)
     model, result = train.fit(config, fit_data, *sizes, data.eval if scale else None, scale or (1.0, 1.0),
                               init=init, genre_matrix=data.catalog.genre_matrix)
-    errors = train.rating_errors(model, data.eval, sizes, scale) if scale else {
-        "rmse": None, "mae": None, "examples": len(data.eval)}
     metrics = {
-        "model": "mf", "ratings": scale is not None,
-        "eval_rmse": errors["rmse"], "eval_mae": errors["mae"], "eval_examples": errors["examples"],
+        "model": "mf", "ratings": scale is not None, "eval_examples": len(data.eval),
         "train_examples": len(data.train), "epochs": result.epochs,
         "fit_seconds": result.fit_seconds, "examples_per_second": result.examples_per_second,
         "steady_examples_per_second": result.steady_examples_per_second, "part_seconds": result.part_seconds,
@@ -76,6 +73,9 @@ def run_fn(fn_args) -> None:
         "config": custom,
         "warm_start": warm_report,
     }
+    if scale:   # rating metrics only for a model that predicts ratings
+        errors = train.rating_errors(model, data.eval, sizes, scale)
+        metrics.update(eval_rmse=errors["rmse"], eval_mae=errors["mae"], eval_examples=errors["examples"])
     common = dict(user_vocab_path=data.vocab_paths[features.USER_VOCAB],
                   movie_vocab_path=data.vocab_paths[features.MOVIE_VOCAB], user_ids=data.user_ids,
                   catalog=data.catalog,
