@@ -12,6 +12,9 @@ Per user u with R = |relevant[u]| > 0 and hits h_i (1 if top[u, i] is relevant):
 Means are over users with R > 0; users with no relevant item are left out of every mean and
 counted in `users_without_relevant` (they cannot be ranked well or badly).
 coverage@k = distinct recommended items (over all users, padding excluded) / catalog size.
+With `per_user_values`, `per_user` keeps each mean's per-user values; over a random sample of the users,
+`sample_mean_ci` gives the 95% confidence interval of each mean (coverage, over a sample,
+is the sample's coverage: it has no per-user form and no interval).
 
 Beyond accuracy (who is served well, and what gets recommended):
 Counts come from the train split: `item_counts` int [N] ratings per catalog item,
@@ -39,7 +42,7 @@ import numpy as np
 
 
 def ranking_metrics(top: np.ndarray, relevant: Sequence[Collection[int]], k: int,
-                    catalog_size: int) -> dict:
+                    catalog_size: int, per_user_values: bool = False) -> dict:
     top = np.asarray(top)
     if top.ndim != 2:
         raise ValueError(f"top must be [users, K], got shape {top.shape}")
@@ -73,7 +76,28 @@ def ranking_metrics(top: np.ndarray, relevant: Sequence[Collection[int]], k: int
     result["users"] = len(per_user["ndcg"])
     result["users_without_relevant"] = skipped
     result["ndcg_per_user"] = per_user["ndcg"]
+    if per_user_values:
+        result["per_user"] = {f"{name}@{k}": v for name, v in per_user.items()}
     return result
+
+
+Z95 = 1.959963984540054   # the standard normal's 97.5% quantile
+
+
+def sample_mean_ci(values: Sequence[float], population: int, z: float = Z95) -> float:
+    """Half-width of the 95% confidence interval of the population mean, from the mean of
+    `values`, a simple random sample without replacement of n of `population` users:
+    z * s / sqrt(n) * sqrt((N - n) / (N - 1)), s the sample standard deviation (ddof 1).
+    0 when the sample is the whole population (the mean is exact); nan below 2 values."""
+    n = len(values)
+    if population < n:
+        raise ValueError(f"a sample of {n} from a population of {population}")
+    if n == population:
+        return 0.0
+    if n < 2:
+        return float("nan")
+    s = float(np.std(np.asarray(values, np.float64), ddof=1))
+    return z * s / np.sqrt(n) * np.sqrt((population - n) / (population - 1))
 
 
 USER_SEGMENTS = ("light", "medium", "heavy")

@@ -212,3 +212,44 @@ def test_stale_temporary_push_folders_are_invisible_then_cleaned(tmp_path):
     os.utime(base / ".tmp-123-99", (old, old))
     pusher.remove_stale_temporaries(str(base))
     assert not (base / ".tmp-123-99").exists()
+
+
+def test_sample_mean_ci_hand_worked():
+    from movierec.components.ranking_metrics import sample_mean_ci
+
+    # 4 of 8 users, values 0, 1, 0, 1: s = sqrt(1/3), s / sqrt(4) = 0.288675, finite-population
+    # factor sqrt(4 / 7) = 0.755929, times 1.959964 = 0.427700
+    assert sample_mean_ci([0, 1, 0, 1], 8) == pytest.approx(0.4277, abs=1e-4)
+    assert sample_mean_ci([0, 1, 0, 1], 4) == 0.0                 # every user: exact
+    assert np.isnan(sample_mean_ci([1.0], 8))
+    with pytest.raises(ValueError, match="population of 3"):
+        sample_mean_ci([0, 1, 0, 1], 3)
+
+
+def test_sampled_intervals_cover_the_population_mean_about_95_percent_of_the_time():
+    from movierec.components.ranking_metrics import sample_mean_ci
+
+    rng = np.random.default_rng(0)
+    population = rng.binomial(1, 0.3, size=20_000).astype(float) * rng.random(20_000)   # ndcg-like, skewed
+    truth = population.mean()
+    covered = 0
+    for _ in range(400):
+        sample = population[rng.choice(len(population), 500, replace=False)]
+        covered += abs(sample.mean() - truth) <= sample_mean_ci(sample, len(population))
+    assert 0.92 <= covered / 400 <= 0.98
+
+
+def test_large_evaluations_rank_a_seeded_sample_and_report_intervals():
+    data = small_eval_data()                                     # 3 eval users
+    assert ev.sample_users(data, exact_max=3) is data and not data.sampled
+    a = ev.sample_users(data, exact_max=2, size=2, seed=1)
+    b = ev.sample_users(data, exact_max=2, size=2, seed=1)
+    assert a.sampled and a.population == 3 and len(a.users) == 2
+    assert a.users.tolist() == b.users.tolist() and a.users.tolist() == sorted(a.users.tolist())
+    rows = [data.users.tolist().index(u) for u in a.users]
+    assert a.relevant == [data.relevant[r] for r in rows]
+    exact = ev.ranking_at(TOP, data, (2,))
+    assert "ndcg@2_ci95" not in exact and "per_user" not in exact
+    sampled = ev.ranking_at(TOP[rows], a, (2,))
+    assert sampled["users"] == 2 and sampled["ndcg@2_ci95"] > 0 and "per_user" not in sampled
+    assert set(sampled) - set(exact) == {f"{m}@2_ci95" for m in ("precision", "recall", "ndcg", "map", "hit_rate")}

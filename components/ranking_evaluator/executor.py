@@ -8,6 +8,14 @@ For the candidate (and the last blessed model, when the Resolver found one):
     metrics (users by train activity, movies by train popularity) are defined in
     `components/ranking_metrics.py`.
   * rating metrics (RMSE, MAE) when the model has `predict_rating`.
+When there are more than `EXACT_MAX_USERS` eval users, the ranking metrics (of the
+candidate, the last blessed model and popularity, on the same users) are computed over
+`SAMPLED_USERS` of them drawn without replacement with seed `USER_SAMPLE_SEED`, and each
+per-user mean gets a 95% confidence interval (`<metric>_ci95`, the half-width, normal
+approximation with the finite-population correction: `ranking_metrics.sample_mean_ci`);
+at or below that size every eval user is ranked and the means are exact. Top-k costs users
+x catalog, so the sample keeps evaluation linear in the ratings (reading the splits, the
+rating metrics over every eval rating and the baselines' fits stay exact).
 Baselines fitted here on the train split: popularity (train rating counts, train movies
 masked) and bias-only ratings (global mean + user and movie biases, ridge-regularised,
 alternating updates).
@@ -43,6 +51,9 @@ from movierec.components.ranking_evaluator.eval_config import LOWER_IS_BETTER, E
 
 REPORT_FILE = "report.html"
 METRICS_FILE = "metrics.json"
+EXACT_MAX_USERS = 10_000    # up to this many eval users every one is ranked (exact metrics)
+SAMPLED_USERS = 10_000      # above it, this many, drawn with USER_SAMPLE_SEED
+USER_SAMPLE_SEED = 20_240
 
 
 @dataclasses.dataclass
@@ -51,9 +62,29 @@ class EvalData:
     eval: training_data.Interactions
     user_vocab: list[str]
     movie_vocab: list[str]
-    users: np.ndarray              # eval user indices (known users with relevant movies)
+    users: np.ndarray              # eval user indices ranked (known users with relevant movies)
     relevant: list[set]            # per user in `users`
     train_seen: list[np.ndarray]   # per user in `users`
+    population: int = -1           # eval users with relevant movies; > len(users) when sampled
+
+    def __post_init__(self):
+        if self.population < 0:
+            self.population = len(self.users)
+
+    @property
+    def sampled(self) -> bool:
+        return len(self.users) < self.population
+
+
+def sample_users(data: EvalData, exact_max: int = EXACT_MAX_USERS, size: int = SAMPLED_USERS,
+                 seed: int = USER_SAMPLE_SEED) -> EvalData:
+    """`data` itself with at most `exact_max` eval users; else `size` of them drawn without
+    replacement with `seed` (kept in index order), `population` the number of all."""
+    if len(data.users) <= exact_max:
+        return data
+    rows = np.sort(np.random.default_rng(seed).choice(len(data.users), size, replace=False))
+    return dataclasses.replace(data, users=data.users[rows], relevant=[data.relevant[r] for r in rows],
+                               train_seen=[data.train_seen[r] for r in rows], population=len(data.users))
 
 
 def load_eval_data(examples_uri: str, transform_uri: str, rating_threshold: float | None) -> EvalData:
@@ -121,8 +152,13 @@ def ranking_at(top: np.ndarray, data: EvalData, ks: tuple[int, ...]) -> dict:
     metrics = {}
     counts = movie_counts(data)
     for k in ks:
-        metrics.update(rm.ranking_metrics(top, data.relevant, k, len(data.movie_vocab)))
+        at_k = rm.ranking_metrics(top, data.relevant, k, len(data.movie_vocab), per_user_values=data.sampled)
+        if data.sampled:
+            for name, values in at_k["per_user"].items():
+                at_k[f"{name}_ci95"] = rm.sample_mean_ci(values, data.population)
+        metrics.update(at_k)
         metrics[f"novelty@{k}"] = rm.novelty(top, k, counts)
+    metrics.pop("per_user", None)
     return metrics
 
 
@@ -270,7 +306,9 @@ class Executor(base_executor.BaseExecutor):
         data = load_eval_data(artifact_utils.get_single_uri(input_dict["examples"]),
                               artifact_utils.get_single_uri(input_dict["transform_graph"]),
                               config.rating_threshold)
-        logging.info("RankingEvaluator[%s]: %d eval users", name, len(data.users))
+        data = sample_users(data)
+        logging.info("RankingEvaluator[%s]: %d eval users%s", name, data.population,
+                     f", {len(data.users)} ranked (seed {USER_SAMPLE_SEED})" if data.sampled else "")
 
         segs = segments(data)
         candidate, lists = evaluate_model(model.uri, data, config, segs)
@@ -302,7 +340,10 @@ class Executor(base_executor.BaseExecutor):
         result = {
             "model": name, "blessed": blessed, "reasons": reasons, "config": dataclasses.asdict(config),
             "candidate": _strip(candidate), "previous_blessed": _strip(previous) if previous else None,
-            "baselines": {k: _strip(v) for k, v in baselines.items()}, "eval_users": int(len(data.users)),
+            "baselines": {k: _strip(v) for k, v in baselines.items()}, "eval_users": int(data.population),
+            "ranked_users": int(len(data.users)),
+            "user_sample": ({"size": int(len(data.users)), "of": int(data.population), "seed": USER_SAMPLE_SEED,
+                             "exact_max_users": EXACT_MAX_USERS} if data.sampled else None),
             "segments": segs.described, "samples": sample_lists(data, lists, config.sample_users),
             "training": {k: training.get(k) for k in ("loss_history", "eval_rmse_history") if k in training},
         }
@@ -316,7 +357,7 @@ class Executor(base_executor.BaseExecutor):
 
 
 def _strip(metrics: dict) -> dict:
-    return {k: v for k, v in metrics.items() if k != "ndcg_per_user"}
+    return {k: v for k, v in metrics.items() if k not in ("ndcg_per_user", "per_user")}
 
 
 def _training_metadata(model_uri: str) -> dict:
@@ -416,6 +457,15 @@ th{background:#f4f4f4}td.na,.na{color:#999}.verdict{padding:.2em .5em;border-rad
 .list h4{margin:.3em 0}.list ol,.list ul{padding-left:1.4em;margin:0}.sample{border-top:1px solid #ddd;margin-top:1em}"""
 
 
+def _users_text(result: dict) -> str:
+    sample = result.get("user_sample")
+    if not sample:
+        return f"{result['eval_users']} eval users (all ranked: exact metrics)"
+    return (f"{sample['size']} of {sample['of']} eval users ranked, drawn with seed {sample['seed']} "
+            f"(more than {sample['exact_max_users']}); <i>_ci95</i> rows are the half-widths of the 95% "
+            f"confidence intervals of the ranking means")
+
+
 def write_report(folder: str, result: dict, ndcg_model: list, ndcg_pop: list) -> str:
     """report.html (self-contained, plots embedded) + the plots as PNG files."""
     import matplotlib  # noqa: PLC0415
@@ -457,7 +507,7 @@ def write_report(folder: str, result: dict, ndcg_model: list, ndcg_pop: list) ->
 <style>{STYLE}</style></head><body>
 <h1>{result['model']}: <span class="verdict {'ok' if blessed else 'no'}">{'BLESSED' if blessed else 'NOT BLESSED'}</span></h1>
 <ul>{''.join(f'<li>{html.escape(r)}</li>' for r in result['reasons'])}</ul>
-<p>{result['eval_users']} eval users; top-k lists with each user's train movies masked, k = {', '.join(map(str, config['ks']))};
+<p>{_users_text(result)}; top-k lists with each user's train movies masked, k = {', '.join(map(str, config['ks']))};
 relevant = {relevant}. Novelty = mean -log2 p(movie) of the recommended movies in bits
 (p from train counts, add-one smoothed); coverage = share of the catalog recommended to anyone.</p>
 <h2>Metrics</h2><table><tr><th>metric</th>{head}</tr>{body}</table>
