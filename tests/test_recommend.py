@@ -391,14 +391,21 @@ def test_k_over_the_models_max_k_is_one_clear_line(server, protocol, capsys):
     assert err == f"error from server: {code_name}: k must be >= 1 and <= 10, got 11", err
 
 
-def test_grpc_recommend_prints_no_tensorflow_start_up_messages(server):
-    """A fresh `movierec recommend --grpc` process: stderr holds nothing (no CUDA, oneDNN or
-    TF-TRT lines), whatever TF_CPP_MIN_LOG_LEVEL the caller's environment had."""
+@pytest.mark.parametrize("protocol", ["--grpc", "--rest"])
+def test_recommend_prints_no_tensorflow_start_up_messages(server, protocol):
+    """A fresh `movierec recommend` process: stderr holds nothing (no CUDA, oneDNN or TF-TRT
+    lines, no library FutureWarnings), whatever TF_CPP_MIN_LOG_LEVEL the caller had; the
+    REST path never loads TensorFlow."""
     import subprocess
     import sys
     env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "PYTHONWARNINGS")}
-    done = subprocess.run([sys.executable, "-m", "movierec.cli", "recommend", "--user", "u1", "--grpc",
-                           "--port", str(server.grpc_port)], capture_output=True, text=True, env=env, timeout=300)
+    port = server.grpc_port if protocol == "--grpc" else server.rest_port
+    code = ("import sys; from movierec import cli; code = cli.main(sys.argv[1:]); "
+            "print('tensorflow' in sys.modules); sys.exit(code)")
+    done = subprocess.run([sys.executable, "-c", code, "recommend", "--user", "u1", protocol, "--port", str(port)],
+                          capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
-    assert done.stdout.splitlines()[0] == "user u1 (mf, grpc):"
+    lines = done.stdout.splitlines()
+    assert lines[0] == f"user u1 (mf, {protocol[2:]}):" and len(lines) == 1 + 2 + 1
+    assert lines[-1] == str(protocol == "--grpc")     # TensorFlow loaded: only for the gRPC protos
