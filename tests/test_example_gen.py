@@ -206,3 +206,13 @@ def test_example_gen_on_synthetic_data_matches_the_readers(tmp_path):
     expected = sorted((r.user_id, r.movie_id, r.rating, r.timestamp, r.title, r.genres) for r in readers.read_ratings(d))
     assert sorted(as_record(e) for split in got.values() for e in split) == expected
     assert 0.15 < len(got["eval"]) / len(expected) < 0.25
+
+
+def test_check_dataset_reports_like_the_readers(tmp_path):
+    d = bad_dataset(tmp_path)
+    fast, slow = arrow_reader.check_dataset(d, 12), readers.check_dataset(d, 12)
+    assert (fast.ratings, fast.users, fast.movies, fast.data_format) == (slow.ratings, slow.users, slow.movies,
+                                                                          slow.data_format) == (7, 4, 3, "ml-latest")
+    assert [str(p) for p in fast.problems] == [str(p) for p in slow.problems]
+    with pytest.raises(readers.DataError, match="12 invalid"):
+        arrow_reader.check_dataset(d, 11)

@@ -333,3 +333,12 @@ def read_batches(data_dir: str, max_bad_records: int = 0, report: readers.ReadRe
         return
     report.data_format = data_format
     yield from _read_csv_layout(data_dir, max_bad_records, report, on_problem, rows, chunk_bytes)
+
+
+def check_dataset(data_dir: str, max_bad_records: int = 0) -> readers.ReadReport:
+    """`readers.check_dataset` over the vectorised read: the whole dataset read once, its
+    report returned, or DataError raised."""
+    report = readers.ReadReport()
+    for _ in read_batches(data_dir, max_bad_records, report, on_problem=lambda p: None):
+        pass
+    return report
