@@ -400,54 +400,33 @@ def _build_config(args, **fixed) -> tuple[PipelineConfig, str]:
     return PipelineConfig.from_settings({**settings, "data_dir": data_dir, **fixed}), how
 
 
+def config_from_flags(argv: list[str]) -> PipelineConfig:
+    """The validated config `movierec <argv>` (run, retrain or compile-kfp and its flags,
+    --config included) would use; for tools that take the commands' flags."""
+    return _build_config(_build_parser().parse_args(argv))[0]
+
+
 def _cmd_run(args) -> int:
+    from movierec import summary  # noqa: PLC0415
+    from movierec.components.data import readers  # noqa: PLC0415
+
     started = time.perf_counter()
     try:
         config, how = _build_config(args)
-        folders = runs.input_folders(config)
-    except (ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_DATA_ERROR
-    print(f"movierec {args.command}: data {config.data_dir} ({how})")
-    if config.span_window is not None:
-        print(f"  spans: {', '.join(os.path.basename(f) for f in folders)} "
-              f"(window {config.span_window or 'all'}); MF warm start {'on' if config.warm_start else 'off'}")
-    from movierec.components.data import readers  # noqa: PLC0415
-    try:
-        checked = runs.check_inputs(config)
-    except (readers.DataError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_DATA_ERROR
-    for folder, report in checked:
-        where = f"{os.path.basename(folder)} " if config.span_window is not None else ""
-        print(f"  {where}{report.data_format}: {report.ratings} ratings, {report.users} users, "
-              f"{report.movies} movies; {len(report.problems)} invalid line(s) skipped within tolerance")
-        for p in report.problems:
-            print(f"  skipped {p}")
-    try:
-        lock = lock_output_dir(config.output_dir)
+        print(f"movierec {args.command}: data {config.data_dir} ({how})")
+        result = runs.run_once(config, args.command, say=lambda line: print(line, flush=True))
     except BlockingIOError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BUSY
-    with lock:
-        return _run_pipeline(args, config, started)
-
-
-def _run_pipeline(args, config: PipelineConfig, started: float) -> int:
-    from movierec import summary  # noqa: PLC0415
-    before = summary.served_versions(config, MODEL_NAMES)
-    print(f"  config: {config_file.save_effective(config, args.command)}")
-    log_path = runs.setup_logging(runs.log_dir(config.output_dir))
-    print(f"  log: {log_path}")
-    print("  loading TFX ...", flush=True)
-    try:
-        timings = runs.run_pipeline(config)
+    except (ValueError, OSError, readers.DataError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_DATA_ERROR
     except runs.PipelineFailed as e:
         print(f"\n{e}", file=sys.stderr)
-        print(f"(full log: {log_path})", file=sys.stderr)
+        print(f"(full log: {e.log_path})", file=sys.stderr)
         return EXIT_DATA_ERROR if e.cause is not None else EXIT_PIPELINE_ERROR
     total = time.perf_counter() - started
-    print(summary.render(config, timings, total, MODEL_NAMES, before=before))
+    print(summary.render(config, result.timings, total, MODEL_NAMES, before=result.served_before))
     return 0
 
 

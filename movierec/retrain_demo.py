@@ -3,11 +3,11 @@
     python -m movierec.retrain_demo --data-dir ../shared/data/ml-100k --out outputs/retrain-demo
 
 1. `movierec data split-spans` cuts the dataset into `--spans` equal parts by timestamp;
-2. for each span in turn, the span folder "arrives" in the input folder and
-   `movierec retrain` runs (window: all spans so far; MF warm-started from the last
-   blessed MF model);
-3. one more `movierec retrain` with no new span shows that a repeat trains and pushes
-   nothing.
+2. for each span in turn, the span folder "arrives" in the input folder and the run
+   `movierec retrain` makes follows (`movierec.runs.run_once` with retrain's settings:
+   window all spans so far, MF warm-started from the last blessed MF model; extra
+   `retrain` flags after `--`);
+3. one more retrain with no new span shows that a repeat trains and pushes nothing.
 After each run it records the span, the ratings read, each model's evaluation, whether it
 was blessed, and which version is served; it prints them as a markdown table.
 
@@ -22,7 +22,7 @@ import posixpath
 import sys
 import time
 
-from movierec import cli, summary
+from movierec import cli, runs, summary
 from movierec.components.data import spans
 from movierec.config import MODEL_NAMES, PipelineConfig
 from movierec import contract
@@ -85,7 +85,8 @@ def run(data_dir: str, out_dir: str, n_spans: int = 3, run_args: list[str] | Non
                 f"{time.strftime('%Y-%m-%d', time.gmtime(row['first']))} .. "
                 f"{time.strftime('%Y-%m-%d', time.gmtime(row['last']))}")
     gfile.makedirs(inbox)
-    config = PipelineConfig.from_output_dir(inbox, output)
+    # the settings `movierec retrain --data-dir <inbox> --output-dir <output> <run_args>` uses
+    config = cli.config_from_flags(["retrain", "--data-dir", inbox, "--output-dir", output, *run_args])
     rows = []
     schedule = [(f"span {s}", s) for s in spans.list_spans(all_spans)] + [("repeat (no new span)", None)]
     for label, span in schedule:
@@ -94,9 +95,10 @@ def run(data_dir: str, out_dir: str, n_spans: int = 3, run_args: list[str] | Non
         before = summary.served_versions(config, MODEL_NAMES)
         log(f"\n=== retrain: {label} ===")
         started = time.perf_counter()
-        code = cli.main(["retrain", "--data-dir", inbox, "--output-dir", output, *run_args])
-        if code != 0:
-            raise RuntimeError(f"movierec retrain failed (exit {code}) on {label}")
+        try:
+            runs.run_once(config, "retrain", say=log)
+        except Exception as e:
+            raise RuntimeError(f"movierec retrain failed on {label}: {e}") from e
         rows.append(outcome(config, label, before, time.perf_counter() - started))
     return rows
 

@@ -7,12 +7,15 @@ output-folder lock, the run log, and the cause of a failure.
   check_inputs       read and check each input folder before TFX starts (file:line errors)
   lock_output_dir    one run at a time per output folder
   run_pipeline       the LocalDagRunner run with per-component progress lines
+  run_once           all of it for one `run` / `retrain`: inputs checked, folder locked,
+                     effective config saved, log opened, pipeline run
   data_problem       the DataError / AnomaliesFoundError behind a pipeline failure
 
 TensorFlow and TFX are imported inside the functions that run the pipeline.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sys
@@ -175,6 +178,7 @@ class PipelineFailed(RuntimeError):
 
     def __init__(self, component: str | None, error: BaseException):
         self.component, self.cause = component, data_problem(error)
+        self.log_path: str | None = None   # set by run_once
         super().__init__(f"error in {component or 'pipeline'}: {self.cause or error}")
 
 
@@ -202,3 +206,49 @@ def run_pipeline(config: PipelineConfig, stream=None) -> list:
     finally:
         logging.getLogger().removeHandler(progress)
     return progress.timings
+
+
+@dataclasses.dataclass
+class RunResult:
+    timings: list                      # progress.ComponentTiming per component, in run order
+    served_before: dict                # model -> newest pushed version before the run (None: none)
+    config_path: str                   # the saved effective config
+    log_path: str                      # the run's log file
+
+
+def run_once(config: PipelineConfig, command: str = "run", say: Callable[[str], None] = print) -> RunResult:
+    """One local run of `config`: the input folders read and checked (a line each through
+    `say`), the output folder locked, the effective config saved under the pipeline root,
+    the log opened, the pipeline run. Raises ValueError / OSError / readers.DataError for
+    inputs that cannot be used, BlockingIOError when another run holds the folder, and
+    PipelineFailed when a component fails."""
+    from movierec import config_file, summary  # noqa: PLC0415
+    from movierec.config import MODEL_NAMES  # noqa: PLC0415
+
+    folders = input_folders(config)
+    if config.span_window is not None:
+        say(f"  spans: {', '.join(posix_basename(f) for f in folders)} "
+            f"(window {config.span_window or 'all'}); MF warm start {'on' if config.warm_start else 'off'}")
+    for folder, report in check_inputs(config):
+        where = f"{posix_basename(folder)} " if config.span_window is not None else ""
+        say(f"  {where}{report.data_format}: {report.ratings} ratings, {report.users} users, "
+            f"{report.movies} movies; {len(report.problems)} invalid line(s) skipped within tolerance")
+        for problem in report.problems:
+            say(f"  skipped {problem}")
+    with lock_output_dir(config.output_dir):
+        before = summary.served_versions(config, MODEL_NAMES)
+        config_path = config_file.save_effective(config, command)
+        say(f"  config: {config_path}")
+        log_path = setup_logging(log_dir(config.output_dir))
+        say(f"  log: {log_path}")
+        say("  loading TFX ...")
+        try:
+            timings = run_pipeline(config)
+        except PipelineFailed as e:
+            e.log_path = log_path
+            raise
+    return RunResult(timings, before, config_path, log_path)
+
+
+def posix_basename(path: str) -> str:
+    return path.rstrip("/").rpartition("/")[2]
