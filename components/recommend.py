@@ -220,28 +220,29 @@ class RecommenderModule(tf.Module):
         return self.top_k_response(scores, user_idx, known, self.default_k if k is None else k,
                                    ex_rows, ex_cols)
 
-    def top_k_response(self, scores, user_idx, known, k, extra_rows, extra_cols,
-                       movie_ids=None, titles=None, genres=None) -> dict:
+    def top_k_response(self, scores, user_idx, known, k, extra_rows, extra_cols, row_candidates=None) -> dict:
         """Masks each user's rated movies (+ extra (row, col) pairs), takes the top k and
-        gathers ids/titles/genres (default: the catalog's; pass longer ones when `scores`
-        covers more candidates than the catalog)."""
-        movie_ids = self.movie_ids if movie_ids is None else movie_ids
-        titles = self.titles if titles is None else titles
-        genres = self.genres if genres is None else genres
+        gathers ids/titles/genres. scores: [B, N], or [B, N + M] when `row_candidates`
+        (ids, titles, genres, each string [B, M]) gives each row M more candidates, whose
+        columns follow the catalog's."""
         rows, cols = gather_mask(self.rated_row_splits, self.rated_movie_idx, user_idx)
         rows = tf.concat([rows, tf.cast(extra_rows, tf.int64)], 0)
         cols = tf.concat([cols, tf.cast(extra_cols, tf.int64)], 0)
         top_idx, top_scores, valid = masked_top_k(scores, rows, cols, k, self.max_k)
-        safe_top = tf.maximum(top_idx, 0)
         empty = tf.fill(tf.shape(top_idx), "")
-        return {
-            "movie_ids": tf.where(valid, tf.gather(movie_ids, safe_top), empty),
-            "titles": tf.where(valid, tf.gather(titles, safe_top), empty),
-            "genres": tf.where(valid, tf.gather(genres, safe_top), empty),
-            "scores": top_scores,
-            "valid": valid,
-            "user_known": known,
-        }
+        catalog_idx = tf.clip_by_value(top_idx, 0, self.num_movies - 1)
+        fields = [tf.gather(v, catalog_idx) for v in (self.movie_ids, self.titles, self.genres)]
+        if row_candidates is not None:
+            is_row_candidate = top_idx >= self.num_movies
+            # one "" column more, so that the gather has a column to read when M = 0
+            row_idx = tf.maximum(top_idx - self.num_movies, 0)
+            fields = [tf.where(is_row_candidate,
+                               tf.gather(tf.concat([v, tf.fill([tf.shape(v)[0], 1], "")], 1), row_idx, batch_dims=1),
+                               f)
+                      for f, v in zip(fields, row_candidates)]
+        movie_ids, titles, genres = (tf.where(valid, f, empty) for f in fields)
+        return {"movie_ids": movie_ids, "titles": titles, "genres": genres, "scores": top_scores,
+                "valid": valid, "user_known": known}
 
     def contract_signatures(self) -> dict:
         """{"serving_default": user_id [B] -> top default_k, "recommend": user_id [B], k [B],

@@ -110,14 +110,18 @@ def test_user_profile_signature_is_the_articles_explanation(seed_model):
 
 
 def cold(model, users, rated=None, ratings=None, new_ids=(), new_titles=(), new_genres=None, k=3):
-    n = len(new_ids)
+    """recommend_cold_start with the same new movies (new_ids [M], new_titles [M],
+    new_genres [M, H]) in every row."""
+    b, n = len(users), len(new_ids)
+    genres = (np.array([new_genres] * b, dtype=object) if new_genres is not None
+              else np.zeros((b, n, 0), object))
     return model.signatures["recommend_cold_start"](
-        user_id=tf.constant(users), k=tf.constant([k] * len(users)),
+        user_id=tf.constant(users), k=tf.constant([k] * b),
         rated_movie_ids=tf.constant(rated if rated is not None else np.zeros((0, 0), object), tf.string),
         ratings=tf.constant(ratings if ratings is not None else np.zeros((0, 0)), tf.float32),
-        new_movie_ids=tf.constant(list(new_ids), tf.string, shape=[n]),
-        new_movie_titles=tf.constant(list(new_titles), tf.string, shape=[n]),
-        new_movie_genres=tf.constant(new_genres if new_genres is not None else np.zeros((0, 0), object), tf.string))
+        new_movie_ids=tf.constant([list(new_ids)] * b, tf.string, shape=[b, n]),
+        new_movie_titles=tf.constant([list(new_titles)] * b, tf.string, shape=[b, n]),
+        new_movie_genres=tf.constant(genres, tf.string))
 
 
 def test_cold_start_new_movie_with_genres_is_recommended(seed_model):
@@ -129,6 +133,32 @@ def test_cold_start_new_movie_with_genres_is_recommended(seed_model):
     assert out["titles"].numpy().astype(str)[0][0] == "Brand New"
     assert out["genres"].numpy().astype(str)[0][0] == "Action|Sci-Fi|Comedy|Cartoon"
     np.testing.assert_allclose(out["scores"].numpy()[0], [0.9, 0.65, 0.35], rtol=1e-6)
+
+
+def test_cold_start_new_movies_are_per_row_and_padding_adds_nothing(seed_model):
+    """Each row has its own new movies ([B, M]), as TF Serving's batching merges requests;
+    rows begin with a "" pad and are widened with "" (what TF Serving's padding adds then)."""
+    _, model = seed_model
+    out = model.signatures["recommend_cold_start"](
+        user_id=tf.constant(["Juan", "Daniel"]), k=tf.constant([3, 3]),
+        rated_movie_ids=tf.constant([[""], [""]]), ratings=tf.constant([[0.0], [0.0]]),
+        new_movie_ids=tf.constant([["", "n1", ""], ["", "n2", "n3"]]),
+        new_movie_titles=tf.constant([["", "N1", ""], ["", "N2", "N3"]]),
+        new_movie_genres=tf.constant([[["", ""], ["Action", "Sci-Fi"], ["", ""]],
+                                      [["", ""], ["Drama", "Comedy"], ["Action", ""]]]))
+    # Juan (.25,.25,.2,.2,.1): Incredibles .65, n1 = A + S = .5, Memento .35
+    # Daniel (A 3, S 0, C 10, Ca 10, D 11)/34: Incredibles 23/34, n2 = D + C = 21/34, SW 14/34 (n3 = 3/34)
+    assert out["movie_ids"].numpy().astype(str).tolist() == [["The Incredibles", "n1", "Memento"],
+                                                             ["The Incredibles", "n2", "Star Wars"]]
+    np.testing.assert_allclose(out["scores"].numpy(), [[0.65, 0.5, 0.35], [23 / 34, 21 / 34, 14 / 34]], rtol=1e-6)
+    assert out["titles"].numpy().astype(str)[:, 1].tolist() == ["N1", "N2"]
+    assert out["genres"].numpy().astype(str)[:, 1].tolist() == ["Action|Sci-Fi", "Drama|Comedy"]
+    with pytest.raises(tf.errors.InvalidArgumentError, match="new_movie_ids must have one row per user_id"):
+        model.signatures["recommend_cold_start"](
+            user_id=tf.constant(["Juan", "Daniel"]), k=tf.constant([3, 3]),
+            rated_movie_ids=tf.constant([[""], [""]]), ratings=tf.constant([[0.0], [0.0]]),
+            new_movie_ids=tf.constant([["n1"]] * 3), new_movie_titles=tf.constant([["N1"]] * 3),
+            new_movie_genres=tf.constant([[["Action"]]] * 3))
 
 
 def test_fold_in_new_user_from_a_few_ratings(seed_model):

@@ -14,16 +14,15 @@ Signatures (U users, N catalog movies, G genres, D release decades, F = G + D fe
                          bool [B]. The weights are the ones the score uses: shares summing to
                          1 for a "share" profile, log-lifts (negative: less than average) for
                          a "lift" profile.
-  recommend_cold_start   user_id [B], k int32 [B] (per row, as `recommend`) or [1] (for
-                         every row; default [10]),
+  recommend_cold_start   user_id [B], k int32 [B] (per row, as `recommend`; [1]: every row),
                          rated_movie_ids string [B, R] + ratings float32 [B, R]  (fold-in; "" pads),
-                         new_movie_ids string [M], new_movie_titles string [M],
-                         new_movie_genres string [M, H] (genre names; "" pads)
-                         -> the `recommend` outputs over catalog + new movies.
-                         The new-movie inputs are shared by the whole request, not per row:
-                         this signature must not be called through TF Serving's batching
-                         with more than one request in a batch (it would mix requests' new
-                         movies); the batch-dimensioned contract is serving_default/recommend.
+                         new_movie_ids string [B, M], new_movie_titles string [B, M],
+                         new_movie_genres string [B, M, H] (genre names)  ("" pads all three)
+                         -> the `recommend` outputs over the catalog + the row's new movies.
+                         Every input is per row, so TF Serving's batching can merge requests.
+                         Under `pad_variable_length_inputs` TF Serving widens a request's
+                         tensors with their first element: rows that begin with a "" pad
+                         (the README's requests do) make that padding add nothing.
                          The fold-in pairs are added to the user's stored rating sums (exact:
                          they are linear in the ratings), so an unknown user with a few ratings
                          gets a real profile, and those movies are masked too. New movies are
@@ -113,16 +112,16 @@ class ContentServingModule(RecommenderModule):
             tf.TensorSpec([None], tf.int32, name="k"),
             tf.TensorSpec([None, None], tf.string, name="rated_movie_ids"),
             tf.TensorSpec([None, None], tf.float32, name="ratings"),
-            tf.TensorSpec([None], tf.string, name="new_movie_ids"),
-            tf.TensorSpec([None], tf.string, name="new_movie_titles"),
-            tf.TensorSpec([None, None], tf.string, name="new_movie_genres"),
+            tf.TensorSpec([None, None], tf.string, name="new_movie_ids"),
+            tf.TensorSpec([None, None], tf.string, name="new_movie_titles"),
+            tf.TensorSpec([None, None, None], tf.string, name="new_movie_genres"),
         ])
         def recommend_cold_start(user_id, k=tf.constant([DEFAULT_K], tf.int32),
                                  rated_movie_ids=tf.zeros([0, 0], tf.string),
                                  ratings=tf.zeros([0, 0], tf.float32),
-                                 new_movie_ids=tf.zeros([0], tf.string),
-                                 new_movie_titles=tf.zeros([0], tf.string),
-                                 new_movie_genres=tf.zeros([0, 0], tf.string)):
+                                 new_movie_ids=tf.zeros([0, 0], tf.string),
+                                 new_movie_titles=tf.zeros([0, 0], tf.string),
+                                 new_movie_genres=tf.zeros([0, 0, 0], tf.string)):
             return self.cold_start(user_id, k, rated_movie_ids, ratings, new_movie_ids,
                                    new_movie_titles, new_movie_genres)
 
@@ -130,12 +129,14 @@ class ContentServingModule(RecommenderModule):
 
     def cold_start(self, user_id, k, rated_movie_ids, ratings, new_movie_ids, new_movie_titles,
                    new_movie_genres):
+        """The `recommend_cold_start` signature (module docstring); every input is per row."""
         batch = tf.shape(user_id)[0]
         rated_rows = tf.shape(rated_movie_ids)[0]
+        new_rows = tf.shape(new_movie_ids)[0]
         rated_idx = self.movie_table.lookup(rated_movie_ids)          # [B', R], -1 unknown/""
-        genre_idx = self.genre_table.lookup(new_movie_genres)         # [M, H], -1 unknown/""
+        genre_idx = self.genre_table.lookup(new_movie_genres)         # [B', M, H], -1 unknown/""
         k = tf.cast(k, tf.int32)
-        k = tf.cond(tf.equal(tf.size(k), 1), lambda: tf.fill(tf.shape(user_id), tf.reshape(k, [])), lambda: k)
+        k = tf.tile(k, tf.where(tf.equal(tf.size(k), 1), tf.shape(user_id), [1]))   # [1] -> [B]
         checks = self.check_k(k, user_id) + [
             tf.debugging.Assert(tf.logical_or(tf.equal(rated_rows, 0), tf.equal(rated_rows, batch)),
                                 ["rated_movie_ids must have one row per user_id (or be empty)"]),
@@ -143,17 +144,22 @@ class ContentServingModule(RecommenderModule):
                                       message="rated_movie_ids and ratings must have the same shape"),
             tf.debugging.Assert(tf.reduce_all((rated_idx >= 0) | tf.equal(rated_movie_ids, "")),
                                 ["rated_movie_ids must be catalog movies (\"\" pads)"]),
-            tf.debugging.assert_equal(tf.shape(new_movie_ids)[0], tf.shape(new_movie_titles)[0],
-                                      message="new_movie_ids and new_movie_titles must have the same length"),
+            tf.debugging.Assert(tf.logical_or(tf.equal(new_rows, 0), tf.equal(new_rows, batch)),
+                                ["new_movie_ids must have one row per user_id (shape [B, M]; or be empty)"]),
+            tf.debugging.assert_equal(tf.shape(new_movie_ids), tf.shape(new_movie_titles),
+                                      message="new_movie_ids and new_movie_titles must have the same shape [B, M]"),
             tf.debugging.Assert(tf.logical_or(tf.equal(tf.size(new_movie_genres), 0),
-                                              tf.equal(tf.shape(new_movie_genres)[0], tf.shape(new_movie_ids)[0])),
-                                ["new_movie_genres must have one row per new movie"]),
+                                              tf.reduce_all(tf.equal(tf.shape(new_movie_genres)[:2],
+                                                                     tf.shape(new_movie_ids)))),
+                                ["new_movie_genres must have one row of genre names per new movie (shape [B, M, H])"]),
             tf.debugging.Assert(tf.reduce_all((genre_idx >= 0) | tf.equal(new_movie_genres, "")),
                                 ["new_movie_genres must use genre names of the vocabulary (\"\" pads):",
                                  self.feature_names[:self.num_genres]]),
         ]
-        with tf.control_dependencies(checks):
+        with tf.control_dependencies(checks):   # nothing below runs on inputs that broke a rule
             user_idx, known = self.lookup_users(user_id)
+            rated_idx, genre_idx = tf.identity(rated_idx), tf.identity(genre_idx)
+            new_movie_ids, new_movie_titles = tf.identity(new_movie_ids), tf.identity(new_movie_titles)
         # fold-in: each (movie, rating) pair adds to its user's four sums
         pos = tf.where(rated_idx >= 0)                                # [P, 2]
         fold_movies = tf.gather_nd(rated_idx, pos)
@@ -163,30 +169,37 @@ class ContentServingModule(RecommenderModule):
         extra = [tf.math.unsorted_segment_sum(v, rows, batch) for v in
                  (fold_features * fold_ratings, fold_features, tf.ones_like(fold_ratings), fold_ratings)]
         extra[2], extra[3] = extra[2][:, 0], extra[3][:, 0]
-        weights = self._profiles(user_idx, extra)
-        # candidates: catalog + new movies (genres from names, decade from the title)
-        m = tf.shape(new_movie_ids)[0]
-        gpos = tf.where(genre_idx >= 0)
+        weights = self._profiles(user_idx, extra)                     # [B, F]
+        # each row's new movies [B, M] ("" pads; no rows: none), features from genre names and title
+        no_new = tf.equal(new_rows, 0)
+        new_ids = tf.cond(no_new, lambda: tf.fill([batch, 0], ""), lambda: new_movie_ids)
+        new_titles = tf.cond(no_new, lambda: tf.fill([batch, 0], ""), lambda: new_movie_titles)
+        m = tf.shape(new_ids)[1]
+        gpos = tf.where(genre_idx >= 0)                               # [P', 3]
         new_genre_hot = tf.minimum(tf.scatter_nd(
-            tf.stack([gpos[:, 0], tf.gather_nd(genre_idx, gpos)], 1),
+            tf.stack([gpos[:, 0], gpos[:, 1], tf.gather_nd(genre_idx, gpos)], 1),
             tf.ones_like(gpos[:, 0], tf.float32),
-            tf.cast(tf.stack([m, self.num_genres]), tf.int64)), 1.0)
-        new_features = tf.concat([new_genre_hot, profiles.decade_one_hot(new_movie_titles, self.decades)], 1)
-        candidates = tf.concat([self.item_features, new_features], 0)
-        no_ratings = tf.zeros([m])
-        scores = profiles.score(weights, candidates, tf.concat([self.prior, no_ratings], 0),
-                                tf.concat([self.popularity_score, no_ratings], 0))
-        known_with_profile = known | tf.reduce_any(tf.not_equal(weights, 0.0), axis=1)
+            tf.cast(tf.stack([batch, m, self.num_genres]), tf.int64)), 1.0)          # [B, M, G]
+        new_decades = tf.reshape(profiles.decade_one_hot(tf.reshape(new_titles, [-1]), self.decades),
+                                 tf.stack([batch, m, tf.shape(self.decades)[0]]))   # [B, M, D]
+        new_features = tf.concat([new_genre_hot, new_decades], 2)                   # [B, M, F]
+        has_profile = tf.reduce_any(tf.not_equal(weights, 0.0), axis=1, keepdims=True)
+        # no popularity prior (no ratings yet); a row without a profile ranks by popularity: 0
+        new_scores = tf.where(has_profile, tf.einsum("bf,bmf->bm", weights, new_features), 0.0)
+        scores = tf.concat([profiles.score(weights, self.item_features, self.prior, self.popularity_score),
+                            new_scores], 1)                                         # [B, N + M]
+        pad_pos = tf.where(tf.equal(new_ids, ""))                                   # "" is no movie
+        known_with_profile = known | has_profile[:, 0]
         new_genres = tf.strings.reduce_join(
-            tf.where(genre_idx >= 0, new_movie_genres, ""), axis=1, separator="|")
+            tf.where(genre_idx >= 0, new_movie_genres, ""), axis=2, separator="|")
         new_genres = tf.strings.regex_replace(tf.strings.regex_replace(new_genres, r"\|+", "|"), r"^\||\|$", "")
         new_genres = tf.cond(tf.equal(tf.size(new_movie_genres), 0),
-                             lambda: tf.fill([m], ""), lambda: new_genres)
+                             lambda: tf.fill(tf.shape(new_ids), ""), lambda: new_genres)
         out = self.top_k_response(
-            scores, user_idx, known, k, rows, fold_movies,
-            movie_ids=tf.concat([self.movie_ids, new_movie_ids], 0),
-            titles=tf.concat([self.titles, new_movie_titles], 0),
-            genres=tf.concat([self.genres, new_genres], 0))
+            scores, user_idx, known, k,
+            tf.concat([rows, pad_pos[:, 0]], 0),
+            tf.concat([fold_movies, pad_pos[:, 1] + self.num_movies], 0),
+            row_candidates=(new_ids, new_titles, new_genres))
         out["user_known"] = known_with_profile
         return out
 
