@@ -239,3 +239,18 @@ def test_bad_parquet_input_is_named(tmp_path):
     pq.write_table(pa.table({"u": ["a", None], "i": ["x", "y"]}), os.path.join(d, "e.parquet"))
     with pytest.raises(readers.DataError, match=r"e.parquet:2: user id '' is not a valid ID"):
         list(readers.read_ratings(d))
+
+
+def test_the_documented_shop_example():
+    """tests/data/shop, the worked example of docs/data.md: values worked by hand."""
+    d = os.path.join(os.path.dirname(__file__), "data", "shop")
+    records = {(r.user_id, r.movie_id): r for r in readers.read_ratings(d)}
+    assert len(records) == 10                       # 11 views, ana's two K-100 views are one
+    kettle = records[("ana", "K-100")]
+    assert kettle.weight == 30 + 45 and kettle.rating is None
+    assert kettle.timestamp == 1709337600 + 18 * 3600 + 30 * 60   # 2024-03-02T18:30:00Z, the later view
+    assert kettle.title == "Kettle, 1.7 l steel"
+    assert kettle.genres == ("kitchen", "appliances", "brand=Acme")
+    assert records[("ben", "G-310")].genres == ("garden",)          # no brand
+    report = readers.check_dataset(d)
+    assert (report.data_format, report.ratings, report.users, report.movies) == ("interactions", 10, 4, 5)
