@@ -122,13 +122,18 @@ class LocalBeamCluster:
     workers: SDK worker processes per pipeline (`--direct_num_workers`).
     log_dir: where `job_service.log` and `worker_pool.log` go (the worker pool's log also
     gets each SDK worker's stderr); a temporary folder when None.
+    job_port, pool_port: fixed ports; 0 (the default) lets each service pick a free one.
     """
 
-    def __init__(self, workers: int = 2, log_dir: str | None = None):
+    def __init__(self, workers: int = 2, log_dir: str | None = None, job_port: int = 0, pool_port: int = 0):
         if workers < 1:
             raise ValueError(f"LocalBeamCluster: workers={workers!r} is invalid: at least 1")
+        for name, port in (("job_port", job_port), ("pool_port", pool_port)):
+            if not 0 <= port <= 65535:
+                raise ValueError(f"LocalBeamCluster: {name}={port!r} is invalid: 0 (any free port) or 1..65535")
         self.workers = workers
         self.log_dir = log_dir or tempfile.mkdtemp(prefix="movierec-beam-cluster-")
+        self._ports = (job_port, pool_port)
         self.job_port: int | None = None
         self.pool_port: int | None = None
         self._services: list[_Service] = []
@@ -162,10 +167,12 @@ class LocalBeamCluster:
         try:
             self._services.append(_Service(
                 "job service", [sys.executable, "-m", MODULE, "job-service", f"--port-file={job_port_file}",
+                                f"--port={self._ports[0]}",
                                 f"--staging-dir={os.path.join(self.log_dir, 'staging')}"],
                 job_port_file, self.job_service_log, env))
             self._services.append(_Service(
-                "worker pool", [sys.executable, "-m", MODULE, "worker-pool", f"--port-file={pool_port_file}"],
+                "worker pool", [sys.executable, "-m", MODULE, "worker-pool", f"--port-file={pool_port_file}",
+                                f"--port={self._ports[1]}"],
                 pool_port_file, self.worker_pool_log, env))
             deadline = time.monotonic() + timeout
             self.job_port = self._services[0].wait_for_port(deadline)
@@ -246,14 +253,18 @@ def _write_port(port_file: str, port: int) -> None:
 
 
 def _serve_until_terminated(stop) -> None:
+    """Serves until SIGTERM/SIGINT or until the process that started this one is gone (a
+    killed test or CLI leaves no services behind), then calls `stop`."""
     def _shutdown(signum, frame):
         raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, _shutdown)
     signal.signal(signal.SIGINT, _shutdown)
+    parent = os.getppid()
     try:
-        while True:
-            time.sleep(3600)
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        logging.info("parent process %d is gone; stopping", parent)
     finally:
         stop()
 
@@ -331,6 +342,8 @@ def main(argv: list[str] | None = None) -> int:
     jobs.add_argument("--port", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2, help="SDK worker processes per pipeline (default: 2)")
     parser.add_argument("--log-dir", default=None, help="logs and port files (default: a temporary folder)")
+    parser.add_argument("--job-port", type=int, default=0, help="job service port (default: any free port)")
+    parser.add_argument("--pool-port", type=int, default=0, help="worker pool port (default: any free port)")
     args = parser.parse_args(argv)
     if args.command == "worker-pool":
         serve_worker_pool(args.port_file, args.port)
@@ -338,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "job-service":
         serve_job_service(args.port_file, args.staging_dir, args.port)
         return 0
-    cluster = LocalBeamCluster(args.workers, args.log_dir)
+    cluster = LocalBeamCluster(args.workers, args.log_dir, args.job_port, args.pool_port)
     try:
         cluster.start()
     except ClusterStartError as e:

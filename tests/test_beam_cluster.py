@@ -162,3 +162,63 @@ def test_same_statistics_counts(runs):
         n = sum(runs["cluster"]["examples"][split].values())
         assert cluster[split]["num_examples"] == n
         assert cluster[split]["rating"]["non_missing"] == n
+
+
+def test_a_service_that_cannot_start_is_named_with_the_tail_of_its_log(tmp_path):
+    """The worker pool's port is taken: start() fails naming the service, its exit and why."""
+    import socket
+
+    from movierec.pipeline.beam_cluster import ClusterStartError, LocalBeamCluster
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cluster = LocalBeamCluster(log_dir=str(tmp_path), pool_port=port)
+        with pytest.raises(ClusterStartError) as error:
+            cluster.start()
+    message = str(error.value)
+    assert "Beam worker pool" in message and "exited with code" in message, message
+    assert f"127.0.0.1:{port}" in message and str(tmp_path / "worker_pool.log") in message, message
+
+
+def test_bad_settings_are_refused_by_name():
+    from movierec.pipeline.beam_cluster import LocalBeamCluster
+
+    with pytest.raises(ValueError, match="workers=0"):
+        LocalBeamCluster(workers=0)
+    with pytest.raises(ValueError, match="pool_port=70000"):
+        LocalBeamCluster(pool_port=70000)
+
+
+def test_the_command_prints_the_run_flags_and_stops_its_services_on_sigterm(tmp_path):
+    """`python -m movierec.pipeline.beam_cluster`: the printed `movierec run` line reaches a
+    live job service; SIGTERM stops the command and both service processes."""
+    import shlex
+    import signal
+    import subprocess
+    import sys
+
+    import grpc
+    import psutil
+    from apache_beam.portability.api import beam_job_api_pb2, beam_job_api_pb2_grpc
+
+    proc = subprocess.Popen([sys.executable, "-m", "movierec.pipeline.beam_cluster", "--workers", "3",
+                             "--log-dir", str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        lines = [proc.stdout.readline(), proc.stdout.readline()]
+        assert lines[1].startswith("movierec run --beam-pipeline-args "), lines
+        options = dict(a.lstrip("-").split("=", 1) for a in shlex.split(shlex.split(lines[1])[-1]))
+        assert options["runner"] == "PortableRunner" and options["environment_type"] == "EXTERNAL"
+        assert options["direct_num_workers"] == "3"
+        assert options["environment_config"].startswith("127.0.0.1:")
+        with grpc.insecure_channel(options["job_endpoint"]) as channel:
+            reply = beam_job_api_pb2_grpc.JobServiceStub(channel).GetJobs(beam_job_api_pb2.GetJobsRequest(), timeout=30)
+        assert list(reply.job_info) == []
+        services = psutil.Process(proc.pid).children()
+        assert len(services) == 2
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    gone, alive = psutil.wait_procs(services, timeout=30)
+    assert alive == []
