@@ -254,3 +254,24 @@ def test_the_documented_shop_example():
     assert records[("ben", "G-310")].genres == ("garden",)          # no brand
     report = readers.check_dataset(d)
     assert (report.data_format, report.ratings, report.users, report.movies) == ("interactions", 10, 4, 5)
+
+
+def test_fitted_schema_file_is_the_curated_one_for_movielens(tmp_path):
+    from movierec.config import default_schema_path
+
+    movielens = str(tmp_path / "ml")
+    write(os.path.join(movielens, "ratings.dat"), "1::1::5::1\n")
+    write(os.path.join(movielens, "movies.dat"), "1::T::Drama\n")
+    out = str(tmp_path / "schema")
+    assert dataset_schema.fitted_schema_file(movielens, default_schema_path(), out) == default_schema_path()
+    assert not os.path.exists(out)
+    own = declared(tmp_path, EXPLICIT_YAML, "customer,sku,stars,when\nu1,A-1,10,1\n")
+    path = dataset_schema.fitted_schema_file(own, default_schema_path(), out)
+    assert path == os.path.join(out, "schema.pbtxt")
+    rating = next(f for f in dataset_schema.read_schema(path).feature if f.name == features.RATING)
+    assert rating.float_domain.max == 10.0
+    spans_root = str(tmp_path / "spans")
+    for span in (1, 2):
+        for name in (readers.DECLARATION, "events.csv", "products.csv"):
+            write(os.path.join(spans_root, f"span-{span}", name), open(os.path.join(own, name)).read())
+    assert dataset_schema.fitted_schema_file(spans_root, default_schema_path(), out, span_window=0) == path

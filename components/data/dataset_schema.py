@@ -60,3 +60,20 @@ def write_schema_for(data_dir: str, base_path: str, out_path: str) -> str:
     with gfile.GFile(out_path, "w") as f:
         f.write(text_format.MessageToString(schema))
     return out_path
+
+
+def fitted_schema_file(data_dir: str, base_path: str, out_dir: str, span_window: int | None = None) -> str:
+    """The schema file a pipeline over `data_dir` should import: `base_path` itself for the
+    MovieLens layouts, else `<out_dir>/schema.pbtxt` written by `write_schema_for`. With
+    spans (`span_window` not None), the newest span folder's declaration decides."""
+    from movierec.components.data import spans  # noqa: PLC0415
+
+    folder = data_dir
+    if span_window is not None:
+        found = spans.list_spans(data_dir)
+        if not found:
+            return base_path   # the run itself reports the missing spans
+        folder = spans.span_dir(data_dir, found[-1])
+    if readers.detect_format(folder) != readers.INTERACTIONS:
+        return base_path
+    return write_schema_for(folder, base_path, f"{out_dir.rstrip('/')}/schema.pbtxt")
