@@ -8,7 +8,9 @@ overrides left) and rebuilds it with `from_dict`.
 Blessing rules: every pushed model serves top-k, so by default every model must beat
 popularity on ndcg@10; a model that also serves `predict_rating` must beat the bias
 baseline on rmse. A rating rule (rmse, mae) applies only to a candidate that has rating
-metrics, i.e. a `predict_rating` signature. Every gated metric must also stay within
+metrics, i.e. a `predict_rating` signature: a model trained on implicit events (a dataset
+without ratings, see docs/data.md) is exported without one, so on such data only the
+ranking rules gate, with no setting to change. `rating_threshold` needs ratings too. Every gated metric must also stay within
 `max_regression` (relative) of the last blessed model's value. `overrides` change the rules
 of one model: a (model, rule) pair replaces that model's rule on the same metric, or adds one.
 """
@@ -62,7 +64,7 @@ DEFAULT_RULES = (Rule("ndcg@10", "popularity"), Rule("rmse", "bias_baseline"))
 @dataclasses.dataclass(frozen=True)
 class EvalConfig:
     ks: tuple[int, ...] = (10,)             # ranking metrics at each k
-    rating_threshold: float | None = None   # None: every eval rating is relevant
+    rating_threshold: float | None = None   # None: every eval rating (or implicit event) is relevant
     max_regression: float = 0.01            # relative, vs the last blessed model, per gated metric
     rules: tuple[Rule, ...] = DEFAULT_RULES  # every model's rules
     overrides: tuple[tuple[str, Rule], ...] = ()   # (model name, rule)
