@@ -41,36 +41,17 @@ def _shop(folder: str, users: int = 150, seed: int = 5) -> str:
     return folder
 
 
-def _record_to_example(record: readers.RatingRecord) -> tf.train.Example:
-    """The raw tf.Example of a record with absent features (None) left out."""
-    ex = tf.train.Example()
-    for name, value in record.as_feature_dict().items():
-        if value is None:
-            continue
-        values = list(value) if isinstance(value, tuple) else [value]
-        feature = ex.features.feature[name]
-        if isinstance(value, float):
-            feature.float_list.value.extend(values)
-        elif isinstance(value, int):
-            feature.int64_list.value.extend(values)
-        else:
-            feature.bytes_list.value.extend(v.encode("utf-8") for v in values)
-    return ex
-
-
 def test_implicit_events_through_the_pipeline(tmp_path, monkeypatch, capsys):
     from movierec import config as config_module
-    from movierec.components.movielens_example_gen import executor as example_gen
 
     data_dir = _shop(str(tmp_path / "shop"))
     # the curated schema fitted to this dataset: the rating optional
     schema = dataset_schema.write_schema_for(data_dir, config_module.default_schema_path(),
                                              str(tmp_path / "schema" / "schema.pbtxt"))
     monkeypatch.setattr(config_module, "default_schema_path", lambda: schema)
-    # ExampleGen's encoder writes every feature of the record; an implicit event has no rating
-    monkeypatch.setattr(example_gen, "record_to_example", _record_to_example, raising=False)
     out = str(tmp_path / "out")
-    code = cli.main(["run", "--data-dir", data_dir, "--output-dir", out, "--gate", "content=ndcg@10:none"])
+    code = cli.main(["run", "--data-dir", data_dir, "--output-dir", out, "--embedding-dim", "3",
+                     "--gate", "content=ndcg@10:none"])
     captured = capsys.readouterr()
     assert code == 0, captured.err[-3000:]
 
@@ -78,9 +59,14 @@ def test_implicit_events_through_the_pipeline(tmp_path, monkeypatch, capsys):
     model_dir = versions.version_dir(base, versions.latest_version(base))
     model = tf.saved_model.load(model_dir)
     assert "predict_rating" not in model.signatures
-    top = model.signatures["serving_default"](user_id=tf.constant(["v0", "v1"]))["movie_ids"].numpy().astype(str)
-    # v0 keeps to garden pages, v1 to kitchen pages: the unseen pages of their section first
-    assert all(m.startswith("g") for m in top[0][:2]) and all(m.startswith("k") for m in top[1][:2])
+    visitors = ["v0", "v1", "v2"]   # garden, kitchen and toys visitors
+    top = model.signatures["serving_default"](user_id=tf.constant(visitors))["movie_ids"].numpy().astype(str)
+    with open(os.path.join(data_dir, "views.csv")) as f:
+        viewed = {(line.split(",")[0], line.split(",")[1]) for line in f.read().splitlines()[1:]}
+    for row, (visitor, section) in zip(top, zip(visitors, SECTIONS)):
+        # the pages of the visitor's own section that it has not seen come first
+        unseen = {f"{section[0]}{i}" for i in range(SECTIONS[section])} - {p for v, p in viewed if v == visitor}
+        assert unseen and set(row[:len(unseen)]) == unseen, (visitor, row, unseen)
     with tf.io.gfile.GFile(os.path.join(model_dir, "assets.extra", "movierec.json")) as f:
         metadata = json.load(f)
     assert metadata["ratings"] is False and metadata["rating_range"] is None
