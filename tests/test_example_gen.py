@@ -216,3 +216,12 @@ def test_check_dataset_reports_like_the_readers(tmp_path):
     assert [str(p) for p in fast.problems] == [str(p) for p in slow.problems]
     with pytest.raises(readers.DataError, match="12 invalid"):
         arrow_reader.check_dataset(d, 11)
+
+
+def test_a_split_without_examples_still_gets_a_readable_file(tmp_path):
+    full, empty = str(tmp_path / "Split-train"), str(tmp_path / "Split-eval")
+    write(os.path.join(full, "data_tfrecord-x-00000.gz"), b"")
+    executor.write_empty_splits([full, empty])
+    assert os.listdir(full) == ["data_tfrecord-x-00000.gz"]
+    (name,) = os.listdir(empty)
+    assert list(tf.data.TFRecordDataset(os.path.join(empty, name), compression_type="GZIP")) == []

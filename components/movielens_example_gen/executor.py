@@ -15,18 +15,21 @@ three Beam steps that work on Arrow record batches, not on single examples:
    the protos in Python; the bytes differ only in the order of the feature map);
 3. the splits are written as GZIP TFRecords.
 
-Writing differs from TFX's in one step: TFX's `WriteSplit` puts a `Reshuffle` (a
-GroupByKey over every example) before the TFRecord writes, so that a distributed runner
-spreads the writes over workers. With the in-process runner there are no other workers,
-and that shuffle was the largest cost of the component at scale (about 75 us and one
-in-memory copy per example). So `Do` writes without it when the Beam options name an
-in-process runner (FnApiRunner/DirectRunner with one worker), and with it otherwise.
-Everything else is TFX's `Do` (same files, split names and artifact properties).
+Writing differs from TFX's when the Beam options name an in-process runner
+(FnApiRunner/DirectRunner with one worker): each split's lists of examples are written a
+list at a time by TensorFlow's C++ TFRecordWriter (`_WriteBatches`, one file per bundle),
+without TFX's `Reshuffle` (a GroupByKey over every example, there so that a distributed
+runner spreads the writes over workers; in one process it only costs a copy of every
+example) and without a Beam element per example (Beam's per-element work and its
+per-record GZIP calls in Python were most of the component's time). With any other runner
+the lists are unbatched into one element per example and TFX's `Do` writes them (with
+its Reshuffle, on the workers). Split names and artifact properties are TFX's either way.
 """
 from __future__ import annotations
 
 import logging
 import os
+import uuid
 from typing import Any, Dict, Iterator
 
 import apache_beam as beam
@@ -127,7 +130,8 @@ def split_of_rows(batch: pa.RecordBatch, buckets: list[int]) -> np.ndarray:
 
 
 class _EncodeAndSplit(beam.DoFn):
-    """Record batch -> serialized tf.Examples, each tagged with its split's name."""
+    """Record batch -> per split, the list of its rows' serialized tf.Examples (one output
+    element per batch and split, tagged with the split's name)."""
 
     def __init__(self, buckets: list[int], split_names: list[str]):
         self._buckets, self._split_names = list(buckets), list(split_names)
@@ -141,8 +145,37 @@ class _EncodeAndSplit(beam.DoFn):
         for index, name in enumerate(self._split_names):
             rows = np.flatnonzero(split == index)
             if len(rows):
-                for example in self._encoder.encode(batch.take(pa.array(rows))):
-                    yield beam.pvalue.TaggedOutput(name, example)
+                yield beam.pvalue.TaggedOutput(name, self._encoder.encode(batch.take(pa.array(rows))))
+
+
+class _WriteBatches(beam.DoFn):
+    """Writes lists of serialized examples into GZIP TFRecord files under `split_dir`, one
+    file per bundle (`data_tfrecord-<id>-<bundle>.gz`), each record written by TensorFlow's
+    C++ TFRecordWriter (through tf.io.gfile's file systems)."""
+
+    def __init__(self, split_dir: str):
+        self._split_dir = split_dir
+        self._writer, self._bundle, self._id = None, 0, ""
+
+    def setup(self):
+        self._id = uuid.uuid4().hex[:8]
+        tf.io.gfile.makedirs(self._split_dir)
+
+    def start_bundle(self):
+        self._writer = None
+
+    def process(self, examples: list[bytes]):
+        if self._writer is None:
+            path = os.path.join(self._split_dir, f"{write_split.DEFAULT_FILE_NAME}-{self._id}-{self._bundle:05d}.gz")
+            self._writer = tf.io.TFRecordWriter(path, tf.io.TFRecordOptions(compression_type="GZIP"))
+            self._bundle += 1
+        for example in examples:
+            self._writer.write(example)
+
+    def finish_bundle(self):
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
 
 
 IN_PROCESS_RUNNERS = ("FnApiRunner", "DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner")
@@ -160,13 +193,14 @@ def runs_in_process(beam_pipeline_args: list[str]) -> bool:
             and options.get("direct_running_mode", "in_memory") == "in_memory" and workers in ("1", ""))
 
 
-@beam.ptransform_fn
-def _WriteSplitInProcess(examples: beam.pvalue.PCollection, split_dir: str) -> beam.pvalue.PDone:
-    """TFX's WriteSplit without its Reshuffle: same file names, GZIP TFRecords."""
-    return (examples
-            | "Serialize" >> beam.ParDo(write_split.MaybeSerialize())
-            | "Write" >> beam.io.WriteToTFRecord(os.path.join(split_dir, write_split.DEFAULT_FILE_NAME),
-                                                 file_name_suffix=".gz"))
+def write_empty_splits(split_dirs: list[str]) -> None:
+    """An empty GZIP TFRecord file in each split folder that got no examples (as TFX's
+    writer leaves one), so readers of the split find a file."""
+    for split_dir in split_dirs:
+        if not tf.io.gfile.glob(os.path.join(split_dir, "*")):
+            tf.io.gfile.makedirs(split_dir)
+            tf.io.TFRecordWriter(os.path.join(split_dir, f"{write_split.DEFAULT_FILE_NAME}-empty.gz"),
+                                 tf.io.TFRecordOptions(compression_type="GZIP")).close()
 
 
 class Executor(BaseExampleGenExecutor):
@@ -175,7 +209,15 @@ class Executor(BaseExampleGenExecutor):
 
     def GenerateExamplesByBeam(self, pipeline: beam.Pipeline,
                                exec_properties: Dict[str, Any]) -> Dict[str, beam.pvalue.PCollection]:
-        """{split name: serialized tf.Examples}: one input split, hash-bucket output splits."""
+        """{split name: serialized tf.Examples}, one element per example: what TFX's `Do`
+        writes (with its Reshuffle) on a distributed runner."""
+        return {name: batches | f"Unbatch[{name}]" >> beam.FlatMap(lambda examples: examples)
+                for name, batches in self.encoded_batches(pipeline, exec_properties).items()}
+
+    def encoded_batches(self, pipeline: beam.Pipeline,
+                        exec_properties: Dict[str, Any]) -> Dict[str, beam.pvalue.PCollection]:
+        """{split name: lists of serialized tf.Examples}, one list per record batch: one
+        input split, hash-bucket output splits."""
         input_config = example_gen_pb2.Input()
         proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config)
         output_config = example_gen_pb2.Output()
@@ -202,11 +244,13 @@ class Executor(BaseExampleGenExecutor):
         outputs = output_dict[standard_component_specs.EXAMPLES_KEY]
         artifact_utils.get_single_instance(outputs).split_names = artifact_utils.encode_split_names(
             utils.generate_output_split_names(input_config, output_config))
-        logging.info("MovieLensExampleGen: writing splits without a reshuffle (in-process runner)")
+        logging.info("MovieLensExampleGen: writing splits a record batch at a time (in-process runner)")
+        split_dirs = []
         with self._make_beam_pipeline() as pipeline:
-            for split_name, examples in self.GenerateExamplesByBeam(pipeline, exec_properties).items():
-                _ = examples | f"WriteSplit[{split_name}]" >> _WriteSplitInProcess(
-                    artifact_utils.get_split_uri(outputs, split_name))
+            for split_name, batches in self.encoded_batches(pipeline, exec_properties).items():
+                split_dirs.append(artifact_utils.get_split_uri(outputs, split_name))
+                _ = batches | f"WriteSplit[{split_name}]" >> beam.ParDo(_WriteBatches(split_dirs[-1]))
+        write_empty_splits(split_dirs)
         payload_format = exec_properties.get(standard_component_specs.OUTPUT_DATA_FORMAT_KEY)
         file_format = exec_properties.get(standard_component_specs.OUTPUT_FILE_FORMAT_KEY)
         for artifact in outputs:
