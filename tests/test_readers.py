@@ -304,3 +304,13 @@ def test_partial_layout_names_what_was_found(tmp_path):
     write(os.path.join(d, "ratings.dat"), "1::1::5::1\n")
     with pytest.raises(readers.DataError, match=r"found only ratings.dat"):
         readers.detect_format(d)
+
+
+def test_byte_order_mark_and_windows_line_ends(tmp_path):
+    """A CSV saved with a UTF-8 BOM and .dat files with CRLF line ends read like the originals."""
+    d = mllatest(tmp_path, "\ufeffuserId,movieId,rating,timestamp\r\n1,10,4.5,1\r\n",
+                 "\ufeffmovieId,title,genres\r\n10,Heat (1995),Action|Crime\r\n")
+    assert [(r.movie_id, r.rating, r.genres) for r in readers.read_ratings(d)] == [("10", 4.5, ("Action", "Crime"))]
+    d = dat_dir(tmp_path, "ml-10m-crlf", "1::1::4.5::838985046\r\n", "1::Toy Story (1995)::Comedy\r\n")
+    assert [(r.title, r.genres, r.timestamp) for r in readers.read_ratings(d)] == [
+        ("Toy Story (1995)", ("Comedy",), 838985046)]
