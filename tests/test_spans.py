@@ -5,8 +5,8 @@ import pytest
 
 from movierec.components.data import readers, spans
 from movierec.components.movielens_example_gen import component, executor
-from tests.conftest import write
-from tests.test_readers import mllatest, ml100k
+from tests.conftest import REPO, write
+from tests.test_readers import ML1M_MOVIES, ML1M_USERS, ML10M_MOVIES, dat_dir, mllatest, ml100k
 
 MOVIES = 'movieId,title,genres\n10,Heat (1995),Action\n20,Up (2009),Comedy\n'
 HEADER = "userId,movieId,rating,timestamp\n"
@@ -119,3 +119,49 @@ def test_split_spans_refuses_bad_input_and_leaves_nothing(tmp_path):
     with pytest.raises(ValueError, match="cannot cut 1 ratings into 3 spans"):
         spans.split_spans(src2, out, count=3)
     assert [n for n in os.listdir(tmp_path) if n.startswith(".spans-")] == []
+
+
+def test_split_spans_by_month_ml1m_copies_movies_and_users(tmp_path):
+    jan, mar = 1_704_067_200, 1_709_251_200   # 2024-01-01 and 2024-03-01 UTC
+    src = dat_dir(tmp_path, "ml-1m", f"1::1::5::{mar + DAY}\n1::2::3::{jan + DAY}\n2::3::4::{jan + 2 * DAY}\n2::4::1::{mar}\n",
+                  ML1M_MOVIES, {"users.dat": ML1M_USERS})
+    out = str(tmp_path / "spans")
+    made = spans.split_spans(src, out, by="month")
+    assert [(m["span"], m["ratings"], m["first"], m["last"]) for m in made] == [
+        (1, 2, jan + DAY, jan + 2 * DAY), (2, 2, mar, mar + DAY)]
+    for span, ratings in ((1, f"1::2::3::{jan + DAY}\n2::3::4::{jan + 2 * DAY}\n"),
+                          (2, f"2::4::1::{mar}\n1::1::5::{mar + DAY}\n")):
+        folder = spans.span_dir(out, span)
+        assert sorted(os.listdir(folder)) == ["movies.dat", "ratings.dat", "users.dat"]
+        with open(os.path.join(folder, "ratings.dat"), "rb") as f:
+            assert f.read() == ratings.encode()
+        with open(os.path.join(folder, "movies.dat"), "rb") as f:
+            assert f.read() == ML1M_MOVIES                      # latin-1 bytes, copied as they are
+        assert readers.detect_format(folder) == "ml-1m"
+    titles = [r.title for r in readers.read_ratings(spans.span_dir(out, 1))]
+    assert titles == ["Misérables, Les (1995)", "Star Wars: Episode IV - A New Hope (1977)"]
+
+
+def test_split_spans_by_count_ml10m_utf8_half_stars(tmp_path):
+    src = dat_dir(tmp_path, "ml-10m", "1::1::4.5::30\n1::8606::0.5::10\n2::4973::5::20\n3::5::3::40",  # no final newline
+                  ML10M_MOVIES.encode("utf-8"), {"tags.dat": "15::4973::excellent!::1215184630\n"})
+    out = str(tmp_path / "spans")
+    made = spans.split_spans(src, out, by="count", count=2)
+    assert [(m["ratings"], m["first"], m["last"]) for m in made] == [(2, 10, 20), (2, 30, 40)]
+    for span, ratings in ((1, b"1::8606::0.5::10\n2::4973::5::20\n"), (2, b"1::1::4.5::30\n3::5::3::40\n")):
+        folder = spans.span_dir(out, span)
+        assert sorted(os.listdir(folder)) == ["movies.dat", "ratings.dat"]   # tags.dat is not read: not copied
+        with open(os.path.join(folder, "ratings.dat"), "rb") as f:
+            assert f.read() == ratings
+        assert readers.detect_format(folder) == "ml-10m"
+    records = list(readers.read_ratings(spans.span_dir(out, 1)))
+    assert [(r.movie_id, r.rating, r.title) for r in records] == [
+        ("8606", 0.5, "Pull My Daisy (1958)"), ("4973", 5.0, "Amélie (Fabuleux destin d'Amélie Poulain, Le) (2001)")]
+
+
+def test_split_spans_refuses_a_declared_dataset(tmp_path):
+    out = str(tmp_path / "spans")
+    with pytest.raises(ValueError, match=r"shop is a declared dataset \(movierec-data.yaml\).*"
+                                         r"write one span-<N>/ folder per period, each with its movierec-data.yaml"):
+        spans.split_spans(os.path.join(REPO, "tests", "data", "shop"), out)
+    assert not os.path.exists(out)

@@ -2,24 +2,29 @@
 
 Layout (TFX's `{SPAN}` convention):
 
-    <input>/span-1/   u.data + u.item (+ u.genre)   or   ratings.csv + movies.csv
+    <input>/span-1/   any one dataset folder `readers` reads: u.data + u.item (+ u.genre),
+                      ratings.dat + movies.dat (+ users.dat), ratings.csv + movies.csv, or a
+                      declared dataset (movierec-data.yaml and its files)
     <input>/span-2/   ...
 
-Each span folder is a complete MovieLens folder: the ratings that arrived in that batch and
+Each span folder is a complete dataset folder: the ratings that arrived in that batch and
 the movie file as it stood then. A run reads the latest span, or a rolling window of the
 last W spans (`window`): the last W span folders that exist, by span number. When a
 (user, movie) pair is rated in more than one span of a window, the rating of the newest
 span wins (a re-rating supersedes the old one); the superseded ratings are counted and
 logged, never silently merged.
 
-`split_spans` cuts one MovieLens folder into spans by calendar month or into N equal parts
-by time, keeping the source format byte for byte (for the retrain demo and tests).
+`split_spans` cuts one MovieLens folder (any release's layout) into spans by calendar month or
+into N equal parts by time, keeping the source format byte for byte (for the retrain demo and
+tests). A declared dataset is refused: its periods are the owner's to write, one span folder
+each with its own declaration.
 
 Every path goes through `tf.io.gfile` (imported on first use), so span folders may be local
 or on any filesystem TensorFlow has registered (gs://, s3://, ...).
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import io
 import os
@@ -33,7 +38,30 @@ from movierec.components.data import readers
 SPAN_PREFIX = "span-"
 SPLIT_PATTERN = SPAN_PREFIX + "{SPAN}/*"   # TFX ExampleGen input pattern
 _SPAN_DIR = re.compile(r"^span-(\d+)$")
-MOVIE_FILES = {readers.ML_100K: ("u.item", "u.genre"), readers.ML_LATEST: ("movies.csv",)}
+
+
+@dataclasses.dataclass(frozen=True)
+class RatingsFile:
+    """How `split_spans` cuts one MovieLens layout: its ratings file (`name`, lines of fields
+    separated by `separator`, timestamp the 4th field, a header line or not, decoded and
+    re-encoded with `encoding` so every byte is kept) and the files copied whole into
+    every span (those of them present in the source)."""
+
+    name: str
+    separator: str
+    header: bool
+    encoding: str
+    copied: tuple[str, ...]
+
+
+# The encodings are those the readers decode with (`readers._DAT_ENCODING` for the `::` layouts).
+RATINGS_FILES = {
+    readers.ML_100K: RatingsFile("u.data", "\t", False, "latin-1", ("u.item", "u.genre")),
+    readers.ML_1M: RatingsFile("ratings.dat", "::", False, readers._DAT_ENCODING[readers.ML_1M],
+                               ("movies.dat", "users.dat")),
+    readers.ML_10M: RatingsFile("ratings.dat", "::", False, readers._DAT_ENCODING[readers.ML_10M], ("movies.dat",)),
+    readers.ML_LATEST: RatingsFile("ratings.csv", ",", True, "utf-8", ("movies.csv",)),
+}
 
 
 def _gfile():
@@ -105,15 +133,17 @@ def _timestamp_of(fields: list[str]) -> int:
 
 
 def split_spans(data_dir: str, out_dir: str, by: str = "count", count: int = 3) -> list[dict]:
-    """Cuts the MovieLens folder `data_dir` into `out_dir/span-1 ... span-N` by time.
+    """Cuts the MovieLens folder `data_dir` (any layout of `RATINGS_FILES`) into
+    `out_dir/span-1 ... span-N` by time.
 
     by="month": one span per calendar month (UTC) that has ratings; by="count": `count`
     spans of (nearly) equal size in timestamp order. The dataset is checked first (any
     invalid line stops the split, naming file and line); each span gets its ratings in
-    the source's own format and a copy of the movie file(s). Written to a temporary
-    folder and renamed into place, so a local `out_dir` is either complete or absent; on an
-    object store (no atomic rename) the spans are written in place, each span's ratings
-    before its movie file(s).
+    the source's own format and encoding, and a copy of the movie file(s) (ml-1m: and
+    users.dat). A declared dataset (`movierec-data.yaml`) is refused with a ValueError.
+    Written to a temporary folder and renamed into place, so a local `out_dir` is either
+    complete or absent; on an object store (no atomic rename) the spans are written in
+    place, each span's ratings before its movie file(s).
     Returns one summary dict per span: span, ratings, first and last timestamp.
     """
     if by not in ("month", "count"):
@@ -123,18 +153,18 @@ def split_spans(data_dir: str, out_dir: str, by: str = "count", count: int = 3) 
     gfile = _gfile()
     if gfile.exists(out_dir) and gfile.listdir(out_dir):
         raise FileExistsError(f"{out_dir} exists and is not empty; choose a new folder")
-    readers.check_dataset(data_dir)  # raises DataError naming every bad line
     data_format = readers.detect_format(data_dir)
-    if data_format == readers.ML_100K:
-        path, encoding = posixpath.join(data_dir, "u.data"), "latin-1"
-        with io.StringIO(_read_text(path, encoding), newline="") as f:
-            header, lines = "", [line for line in f if line.strip()]
-        fields = [line.split("\t") for line in lines]
-    else:
-        path, encoding = posixpath.join(data_dir, "ratings.csv"), "utf-8"
-        with io.StringIO(_read_text(path, encoding), newline="") as f:
-            header, *lines = [line for line in f if line.strip()]
-        fields = [line.split(",") for line in lines]
+    if data_format not in RATINGS_FILES:
+        raise ValueError(
+            f"{data_dir} is a declared dataset ({readers.DECLARATION}); split-spans cuts MovieLens folders "
+            f"only: write one {SPAN_PREFIX}<N>/ folder per period, each with its {readers.DECLARATION}")
+    readers.check_dataset(data_dir)  # raises DataError naming every bad line
+    layout = RATINGS_FILES[data_format]
+    path, encoding = posixpath.join(data_dir, layout.name), layout.encoding
+    with io.StringIO(_read_text(path, encoding), newline="") as f:
+        lines = [line for line in f if line.strip()]
+    header, lines = (lines[0], lines[1:]) if layout.header else ("", lines)
+    fields = [line.split(layout.separator) for line in lines]
     if not lines[-1].endswith("\n"):
         lines[-1] += "\n"
     stamps = [_timestamp_of(f) for f in fields]
@@ -164,7 +194,7 @@ def split_spans(data_dir: str, out_dir: str, by: str = "count", count: int = 3) 
             text = header + "".join(lines[i] for i in members)
             with gfile.GFile(posixpath.join(folder, posixpath.basename(path)), "wb") as f:
                 f.write(text.encode(encoding))
-            for name in MOVIE_FILES[data_format]:
+            for name in layout.copied:
                 source = posixpath.join(data_dir, name)
                 if gfile.exists(source):
                     gfile.copy(source, posixpath.join(folder, name), overwrite=True)
