@@ -1,7 +1,8 @@
 """The whole movierec TFX graph, built from one `PipelineConfig`.
 
-    MovieLensExampleGen -> StatisticsGen -> StrictExampleValidator (curated schema via
-    ImportSchemaGen; any anomaly stops the run) -> Transform
+    MovieLensExampleGen -> StatisticsGen -> StrictExampleValidator (curated schema, fitted to
+    a declared dataset, via ImportSchemaGen: see `schema_file`; any anomaly stops the run)
+    -> Transform
         -> Trainer.mf      -> Evaluator.mf      -> Pusher.mf       (<serving_root>/mf/<version>/)
         -> Trainer.content -> Evaluator.content -> Pusher.content  (<serving_root>/content/<version>/)
     Each Evaluator gets the last blessed model of its name (LatestBlessed.<name> Resolver) as
@@ -17,17 +18,20 @@ from __future__ import annotations
 
 import hashlib
 import os
+import posixpath
 
 from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
 from tfx.components.statistics_gen.component import StatisticsGen
 from tfx.components.trainer.component import Trainer
 from tfx.components.transform.component import Transform
 from tfx.dsl.components.common.resolver import Resolver
+from tfx.dsl.io import fileio
 from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import LatestBlessedModelStrategy
 from tfx.orchestration import pipeline as tfx_pipeline
 from tfx.proto import pusher_pb2, trainer_pb2
 from tfx.types import Channel, standard_artifacts
 
+from movierec.components.data import dataset_schema
 from movierec.config import PipelineConfig
 from movierec.pipeline.resolvers import LatestBlessedBeforeSpanStrategy
 from movierec.components.atomic_pusher.component import AtomicPusher
@@ -73,6 +77,36 @@ def code_fingerprint() -> str:
     return digest.hexdigest()[:16]
 
 
+def schema_file(config: PipelineConfig) -> str:
+    """The schema file ImportSchemaGen imports for `config`.
+
+    MovieLens layouts: `config.schema_path` itself (the curated schema). A declared dataset
+    (`movierec-data.yaml` in `data_dir`, or in its newest span with `span_window`): the
+    curated schema fitted to its rating scale, or made rating-optional for implicit events
+    (`dataset_schema.fitted_schema_file`), written under `<pipeline_root>/schema/<digest>/`
+    where <digest> is the SHA-256 of its text (16 hex digits). TFX's cache key holds
+    ImportSchemaGen's `schema_file` path, not the file's contents, so a fixed path would let
+    a run over a re-declared dataset (another scale, ratings dropped) reuse the old schema;
+    one path per content keeps the cache right.
+
+    A config compiled to run elsewhere (`check_local_files=False`, Kubeflow) imports
+    `config.schema_path` (the image's curated schema) unchanged: `data_dir` need not be
+    readable where the pipeline is compiled.
+    """
+    if not config.check_local_files:
+        return config.schema_path
+    folder = posixpath.join(config.pipeline_root, "schema")
+    fitted = dataset_schema.fitted_schema_file(config.data_dir, config.schema_path, folder, config.span_window)
+    if fitted == config.schema_path:
+        return fitted
+    with fileio.open(fitted, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()[:16]
+    final = posixpath.join(folder, digest, "schema.pbtxt")
+    fileio.makedirs(posixpath.dirname(final))
+    fileio.rename(fitted, final, overwrite=True)
+    return final
+
+
 def create_pipeline(config: PipelineConfig, metadata_connection_config=None,
                     builtin_resolvers_only: bool = False) -> tfx_pipeline.Pipeline:
     """The graph; `metadata_connection_config` comes from the runner (SQLite for the local
@@ -86,7 +120,7 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None,
         input_base=config.data_dir, eval_percent=config.eval_percent,
         max_bad_records=config.max_bad_records, span_window=config.span_window)
     statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"])
-    schema_gen = ImportSchemaGen(schema_file=config.schema_path)
+    schema_gen = ImportSchemaGen(schema_file=schema_file(config))
     example_validator = StrictExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
     transform = Transform(
