@@ -23,6 +23,7 @@ INSTALL_REQUIRES = [
     "tensorflow",
     "tensorflow-transform",
     "tensorflow-metadata",
+    "tfx-bsl",
     "ml-metadata",
     "apache-beam[aws]",                 # boto3: s3:// for Beam's file I/O
     "absl-py",
