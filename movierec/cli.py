@@ -28,8 +28,9 @@ import os
 import shlex
 import sys
 import time
+import traceback
 
-from movierec import config_file, runs
+from movierec import config_file, filesystems, runs
 from movierec.config import CONTENT_PROFILES, MF_OBJECTIVES, MODEL_NAMES, RANKING_WIDTHS, PipelineConfig
 from movierec.config_file import DEFAULT_OUTPUT_DIR, parse_gate
 from movierec.contract import DEFAULT_K, MAX_K_LIMIT, check_k
@@ -413,12 +414,13 @@ def _cmd_run(args) -> int:
     started = time.perf_counter()
     try:
         config, how = _build_config(args)
+        filesystems.ensure(config.data_dir, config.pipeline_root, config.serving_root)
         print(f"movierec {args.command}: data {config.data_dir} ({how})")
         result = runs.run_once(config, args.command, say=lambda line: print(line, flush=True))
     except BlockingIOError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BUSY
-    except (ValueError, OSError, readers.DataError) as e:
+    except (ValueError, OSError, RuntimeError, readers.DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_DATA_ERROR
     except runs.PipelineFailed as e:
@@ -649,7 +651,22 @@ def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     commands = {"run": _cmd_run, "retrain": _cmd_run, "data": _cmd_data, "serve": _cmd_serve, "recommend": _cmd_recommend,
                 "report": _cmd_report, "compile-kfp": _cmd_compile_kfp}
-    return commands[args.command](args)
+    if argv is not None:   # called in-process (tests): the status comes back, the process goes on
+        return commands[args.command](args)
+    # s3:// paths need tensorflow-io, whose S3 plug-in aborts the interpreter's own exit:
+    # `filesystems.finish` ends the process with the command's status instead
+    try:
+        filesystems.ensure(*(v for v in vars(args).values() if isinstance(v, str)))
+        code = commands[args.command](args)
+    except RuntimeError as e:   # an object store's file system missing: named by `ensure`
+        print(f"error: {e}", file=sys.stderr)
+        code = EXIT_DATA_ERROR
+    except SystemExit as e:
+        code = filesystems.exit_code(e)
+    except BaseException:   # printed as the interpreter would, status 1
+        traceback.print_exc()
+        code = 1
+    return filesystems.finish(code)
 
 
 if __name__ == "__main__":
