@@ -67,6 +67,15 @@ def test_gate_blesses_a_model_that_beats_both_baselines():
     assert not ok and why[1] == "rmse 0.9600 does not beat bias_baseline 0.9500"
 
 
+def test_a_model_equal_to_a_baseline_up_to_float_noise_does_not_beat_it():
+    """An MF whose rating head is the bias model reproduces the baseline's RMSE to ~1e-10:
+    a tie, not a win; a real difference of 1e-4 still counts."""
+    ok, why = ev.decide(EvalConfig(), {"ndcg@10": 0.30, "rmse": 0.6449306138}, {
+        "popularity": {"ndcg@10": 0.25}, "bias_baseline": {"rmse": 0.6449306140}}, None)
+    assert not ok and why[1] == "rmse 0.6449 does not beat bias_baseline 0.6449"
+    assert ev.beats(0.6448, 0.6449, lower_is_better=True) and not ev.beats(0.25 + 1e-9, 0.25, lower_is_better=False)
+
+
 def test_rating_rule_applies_only_to_a_model_with_predict_rating():
     ok, why = ev.decide(EvalConfig(), {"ndcg@10": 0.30}, BASELINES, None)   # no rmse: no predict_rating
     assert ok and why[1] == "rmse: not gated (the candidate has no predict_rating)"

@@ -217,6 +217,16 @@ def evaluate_model(model_uri: str, data: EvalData, config: EvalConfig, segs: Seg
     return metrics, top
 
 
+TIE_TOLERANCE = 1e-6   # relative: metrics are float32 sums, equal models differ in the 7th digit
+
+
+def beats(value: float, base: float, lower_is_better: bool) -> bool:
+    """Whether `value` is better than the baseline's `base` by more than float noise: a
+    model that reproduces the baseline (an MF whose rating head is the bias model) ties."""
+    margin = TIE_TOLERANCE * max(1.0, abs(base))
+    return value < base - margin if lower_is_better else value > base + margin
+
+
 def decide(config: EvalConfig, candidate: dict, baselines: dict, previous: dict | None) -> tuple[bool, list[str]]:
     """(blessed, one line per rule with both numbers), over `config.rules` in order.
 
@@ -238,7 +248,7 @@ def decide(config: EvalConfig, candidate: dict, baselines: dict, previous: dict 
             reasons.append(f"{metric} {value:.4f}: no baseline to beat")
         else:
             base = baselines[rule.baseline][metric]
-            ok = value < base if lower else value > base
+            ok = beats(value, base, lower)
             blessed &= ok
             reasons.append(f"{metric} {value:.4f} {'beats' if ok else 'does not beat'} {rule.baseline} {base:.4f}")
         if previous is None:
