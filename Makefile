@@ -18,9 +18,10 @@ run: venv
 test: venv
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
-# Re-resolve requirements.in into requirements.lock (Python 3.10, Linux x86_64).
+# Re-resolve setup.py's dependencies (runtime + the test extra) into requirements.lock
+# (Python 3.10, Linux x86_64); pins already in the lock are kept unless they must change.
 lock: venv
-	$(PY) -m uv pip compile requirements.in --python-version 3.10 \
+	$(PY) -m uv pip compile setup.py --extra test --python-version 3.10 \
 	  --python-platform x86_64-manylinux_2_28 -o requirements.lock
 
 clean:
