@@ -39,6 +39,7 @@ import time
 import numpy as np
 
 from movierec.components.data import readers
+from movierec.contract import DEFAULT_MAX_K
 
 SEED = 42
 
@@ -161,7 +162,7 @@ def export_mf(split: Split, config, out_dir: str) -> float:
                   movie_vocab_path=os.path.join(split.folder, "movies"), user_ids=split.user_vocab,
                   catalog=split.catalog, rated=training_data.rated_items(split.train, *split.sizes),
                   popularity=training_data.popularity(split.train, split.sizes[1]),
-                  rating_range=(float(split.train.rating.min()), float(split.train.rating.max())), max_k=100)
+                  rating_range=(float(split.train.rating.min()), float(split.train.rating.max())), max_k=DEFAULT_MAX_K)
     return seconds
 
 
@@ -178,7 +179,7 @@ def export_content(split: Split, out_dir: str) -> float:
                   movie_vocab_path=os.path.join(split.folder, "movies"),
                   genre_vocab_path=os.path.join(split.folder, "genres"),
                   rated=training_data.rated_items(split.train, *split.sizes),
-                  popularity=training_data.popularity(split.train, split.sizes[1]), max_k=100)
+                  popularity=training_data.popularity(split.train, split.sizes[1]), max_k=DEFAULT_MAX_K)
     return seconds
 
 

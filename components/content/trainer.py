@@ -7,6 +7,7 @@ import logging
 import numpy as np
 
 from movierec.components import features, training_data
+from movierec.contract import DEFAULT_MAX_K
 from movierec.components.content import export, profiles
 from movierec.config import ContentConfig
 
@@ -17,7 +18,7 @@ def run_fn(fn_args) -> None:
     events by their weight: `event_strength`); the pushed model masks movies rated in both
     splits, the evaluation export the train split only."""
     custom = fn_args.custom_config or {}
-    max_k = int(custom.get("max_k", 100))
+    max_k = int(custom.get("max_k", DEFAULT_MAX_K))
     config = ContentConfig.from_dict(custom.get("content") or {})
     data = training_data.load_trainer_inputs(fn_args)
     train, catalog = data.train, data.catalog

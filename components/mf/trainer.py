@@ -7,6 +7,7 @@ import logging
 import numpy as np
 
 from movierec.components import features, training_data
+from movierec.contract import DEFAULT_MAX_K
 from movierec.components.mf import export, train, warm_start
 from movierec.config import mf_config_from_dict
 
@@ -47,7 +48,7 @@ def run_fn(fn_args) -> None:
     """
     custom = fn_args.custom_config or {}
     config = mf_config_from_dict(custom.get("mf", {}))
-    max_k = int(custom.get("max_k", 100))
+    max_k = int(custom.get("max_k", DEFAULT_MAX_K))
     data = training_data.load_trainer_inputs(fn_args)
     sizes = (data.num_users, data.num_movies)
     logging.info("MF: %d train / %d eval ratings, %d users, %d movies", len(data.train), len(data.eval), *sizes)
