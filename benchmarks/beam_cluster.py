@@ -109,7 +109,7 @@ def main() -> int:
 
     data_dir, gen_s = dataset(out, args.ratings, args.users, args.movies)
     print(f"dataset {data_dir}: " + ("cached" if gen_s is None else f"generated in {gen_s:.1f} s"), flush=True)
-    results = []
+    results, failed = [], False
     os.makedirs(os.path.join(out, "runs"), exist_ok=True)
     for engine in args.engines:
         run_dir = os.path.join(out, "runs", engine)
@@ -125,7 +125,11 @@ def main() -> int:
             with open(log, errors="replace") as f:
                 tail = "".join(f.readlines()[-30:])
             print(f"{engine}: failed (exit {proc.returncode}); the last lines of {log}:\n{tail}", file=sys.stderr)
-            return 1
+            failed = True
+            metadata = os.path.join(run_dir, "metadata.sqlite")   # kept: what ran before the failure
+            if os.path.isfile(metadata):
+                print(f"{engine}: components before the failure (s): {component_times(metadata)}", file=sys.stderr)
+            continue
         result = json.loads(lines[-1][len("RESULT "):])
         print(f"{engine}: {result['wall_s']:.1f} s", flush=True)
         results.append(result)
@@ -139,7 +143,7 @@ def main() -> int:
     print(f"\n{args.ratings:,} ratings / {args.users:,} users / {args.movies:,} movies; {os.cpu_count()} CPUs, "
           f"load average at the end {os.getloadavg()[0]:.1f}; cluster: {args.workers} SDK workers per pipeline\n")
     print(table(results))
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

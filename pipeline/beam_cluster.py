@@ -16,7 +16,8 @@ A pipeline reaches it with the options of `LocalBeamCluster.beam_args()`:
 
     --runner=PortableRunner --job_endpoint=localhost:<job port>
     --environment_type=EXTERNAL --environment_config=127.0.0.1:<pool port>
-    --direct_num_workers=<workers> --requirements_file=/dev/null
+    --direct_num_workers=<workers> --requirements_file=<empty file> --requirements_cache=skip
+    --job_server_timeout=86400
 
 `--direct_num_workers` is read by the job service's runner: that many SDK worker processes
 per pipeline, bundles spread over them. Both services pick a free port themselves (port 0)
@@ -50,6 +51,11 @@ from dataclasses import dataclass
 MODULE = "movierec.pipeline.beam_cluster"
 STARTUP_TIMEOUT_S = 120.0
 STDERR_TAIL_LINES = 30
+# PortableRunner's --job_server_timeout (Beam's default: 300 s) is also the deadline of the
+# job state and message streams it watches a running job with, so a pipeline running longer
+# than that fails with DEADLINE_EXCEEDED although the job is fine (1M ratings' Transform
+# does). A day: no component runs that long here.
+JOB_SERVER_TIMEOUT_S = 86_400
 
 
 class ClusterStartError(RuntimeError):
@@ -202,7 +208,7 @@ class LocalBeamCluster:
         return ["--runner=PortableRunner", f"--job_endpoint=localhost:{self.job_port}",
                 "--environment_type=EXTERNAL", f"--environment_config=127.0.0.1:{self.pool_port}",
                 f"--direct_num_workers={self.workers}", f"--requirements_file={self.requirements_file}",
-                "--requirements_cache=skip"]
+                "--requirements_cache=skip", f"--job_server_timeout={JOB_SERVER_TIMEOUT_S}"]
 
     def jobs(self) -> list[BeamJob]:
         """Every pipeline the job service has been given, from its Job API (`GetJobs`)."""

@@ -211,6 +211,7 @@ def test_the_command_prints_the_run_flags_and_stops_its_services_on_sigterm(tmp_
         options = dict(a.lstrip("-").split("=", 1) for a in shlex.split(shlex.split(lines[1])[-1]))
         assert options["runner"] == "PortableRunner" and options["environment_type"] == "EXTERNAL"
         assert options["direct_num_workers"] == "3"
+        assert int(options["job_server_timeout"]) >= 3600   # Beam's 300 s would end long jobs
         assert options["environment_config"].startswith("127.0.0.1:")
         with grpc.insecure_channel(options["job_endpoint"]) as channel:
             reply = beam_job_api_pb2_grpc.JobServiceStub(channel).GetJobs(beam_job_api_pb2.GetJobsRequest(), timeout=30)
