@@ -98,7 +98,9 @@ def _add_run_args(p: argparse.ArgumentParser, retrain: bool = False) -> None:
                         f"--requirements_file=/dev/null' (default: {_d('beam_pipeline_args')})")
     p.add_argument("--output-dir", default=None,
                    help="where the run writes: pipeline/ (artifacts), metadata.sqlite (ML Metadata), "
-                        f"serving/<model>/<version>/ (pushed models), logs/ (default: {_d('output_dir')})")
+                        "serving/<model>/<version>/ (pushed models), logs/; on an object store (s3://...) "
+                        "metadata.sqlite and logs/ stay local, under the cache's metadata/ and logs/ "
+                        f"(default: {_d('output_dir')})")
     p.add_argument("--cache-dir", default=None,
                    help="dataset cache (default: $MOVIEREC_CACHE or ~/.cache/movierec)")
     p.add_argument("--eval-percent", type=int, default=None,
@@ -420,13 +422,13 @@ def _cmd_run(args) -> int:
     except BlockingIOError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BUSY
-    except (ValueError, OSError, RuntimeError, readers.DataError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_DATA_ERROR
-    except runs.PipelineFailed as e:
+    except runs.PipelineFailed as e:   # before RuntimeError, which it is
         print(f"\n{e}", file=sys.stderr)
         print(f"(full log: {e.log_path})", file=sys.stderr)
         return EXIT_DATA_ERROR if e.cause is not None else EXIT_PIPELINE_ERROR
+    except (ValueError, OSError, RuntimeError, readers.DataError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_DATA_ERROR
     total = time.perf_counter() - started
     print(summary.render(config, result.timings, total, MODEL_NAMES, before=result.served_before))
     return 0

@@ -214,12 +214,14 @@ class PipelineConfig:
 
     @classmethod
     def from_output_dir(cls, data_dir: str, output_dir: str, **overrides: Any) -> "PipelineConfig":
-        """The standard layout: everything a run writes lives under `output_dir`."""
+        """The standard layout: everything a run writes lives under `output_dir`, except
+        ML Metadata's SQLite file when `output_dir` is on an object store
+        (`metadata_path_for`)."""
         output_dir = _absolute(output_dir).rstrip("/")
         return cls(
             data_dir=data_dir,
             pipeline_root=f"{output_dir}/{PIPELINE_DIR}",
-            metadata_path=f"{output_dir}/{METADATA_FILE}",
+            metadata_path=metadata_path_for(output_dir),
             serving_root=f"{output_dir}/{SERVING_DIR}",
             **overrides,
         )
@@ -249,7 +251,7 @@ class PipelineConfig:
         standard layout (`from_output_dir`); a ValueError for any other layout."""
         parent = self.pipeline_root.rstrip("/").rpartition("/")[0]
         if (self.pipeline_root, self.metadata_path, self.serving_root) != (
-                f"{parent}/{PIPELINE_DIR}", f"{parent}/{METADATA_FILE}", f"{parent}/{SERVING_DIR}"):
+                f"{parent}/{PIPELINE_DIR}", metadata_path_for(parent), f"{parent}/{SERVING_DIR}"):
             raise ValueError(f"config: {self.pipeline_root}, {self.metadata_path} and {self.serving_root} "
                              "are not one output folder's pipeline/, metadata.sqlite and serving/")
         return parent
@@ -265,6 +267,28 @@ class PipelineConfig:
     def content_trainer_config(self) -> dict[str, Any]:
         """What the content Trainer needs, as a JSON-serialisable dict (TFX custom_config)."""
         return {"content": dataclasses.asdict(self.content), "max_k": self.max_k}
+
+
+def metadata_path_for(output_dir: str) -> str:
+    """ML Metadata's SQLite file of an output folder: `<output_dir>/metadata.sqlite`.
+
+    SQLite opens local files only. For an output folder on an object store
+    (`scheme://...`) it is the local `<cache>/metadata/<sha256 of the URL>/metadata.sqlite`
+    ($MOVIEREC_CACHE when local, else ~/.cache/movierec), the same place on every run from this machine,
+    as the run lock and the logs are (`movierec.runs`). Runs of one object-store output
+    folder from different machines therefore keep separate metadata (and TFX caches).
+    """
+    output_dir = _absolute(output_dir).rstrip("/")
+    if "://" not in output_dir:
+        return f"{output_dir}/{METADATA_FILE}"
+    import hashlib  # noqa: PLC0415
+
+    from movierec.components.data import download  # noqa: PLC0415 (no TensorFlow at import)
+    cache = download.default_cache_dir()
+    if "://" in cache:   # a cache on an object store: SQLite still needs a local file
+        cache = download.default_cache_dir({})
+    digest = hashlib.sha256(output_dir.encode()).hexdigest()
+    return os.path.join(os.path.abspath(cache), "metadata", digest, METADATA_FILE)
 
 
 def _absolute(path: str) -> str:
