@@ -358,7 +358,9 @@ def _cmd_data(args) -> int:
         return 0
     if args.data_command == "check":
         try:
-            report = readers.check_dataset(args.data_dir, args.max_bad_records)
+            from movierec.components.data import arrow_reader  # noqa: PLC0415
+
+            report = arrow_reader.check_dataset(args.data_dir, args.max_bad_records)
         except (readers.DataError, FileNotFoundError) as e:
             print(f"error: {e}", file=sys.stderr)
             return EXIT_DATA_ERROR
