@@ -310,16 +310,23 @@ def _read_movies_dat(path: str, encoding: str) -> tuple[dict[str, Movie], list[P
                                                   f"got {len(parts)}"))
             continue
         movie_id, title, genres = (p.strip() for p in parts)
-        why = _check_id("movie id", movie_id)
-        if why is None and not title:
-            why = "empty title"
-        if why is None and movie_id in movies:
-            why = f"duplicate movie id {movie_id!r}"
-        if why:
-            problems.append(Problem(path, number, why))
-            continue
-        movies[movie_id] = Movie(movie_id, title, _genre_tuple(genres.split("|")))
+        _add_movie(movies, problems, path, number, movie_id, title, genres, title_required=True)
     return movies, problems
+
+
+def _add_movie(movies: dict[str, Movie], problems: list[Problem], path: str, number: int, movie_id: str,
+               title: str, genres: str, title_required: bool = False) -> None:
+    """Adds line `number`'s movie (genres `|`-separated) to `movies`, or its problem (a bad or
+    repeated ID, an empty title where one is required) to `problems`."""
+    why = _check_id("movie id", movie_id)
+    if why is None and title_required and not title:
+        why = "empty title"
+    if why is None and movie_id in movies:
+        why = f"duplicate movie id {movie_id!r}"
+    if why:
+        problems.append(Problem(path, number, why))
+    else:
+        movies[movie_id] = Movie(movie_id, title, _genre_tuple(genres.split("|")))
 
 
 def _read_movies_100k(data_dir: str) -> tuple[dict[str, Movie], list[Problem]]:
@@ -391,13 +398,7 @@ def _read_movies_csv(path: str) -> tuple[dict[str, Movie], list[Problem]]:
             problems.append(Problem(path, number, f"expected 3 fields, got {len(row)}"))
             continue
         movie_id, title, genres = row
-        why = _check_id("movie id", movie_id)
-        if why is None and movie_id in movies:
-            why = f"duplicate movie id {movie_id!r}"
-        if why:
-            problems.append(Problem(path, number, why))
-            continue
-        movies[movie_id] = Movie(movie_id, title, _genre_tuple(genres.split("|")))
+        _add_movie(movies, problems, path, number, movie_id, title, genres)
     return movies, problems
 
 
