@@ -6,7 +6,6 @@ graph or in any function of its library.
 """
 from __future__ import annotations
 
-import os
 
 FORBIDDEN_OPS = frozenset({"PyFunc", "PyFuncStateless", "EagerPyFunc"})
 
@@ -20,11 +19,13 @@ def check_servable(saved_model_dir: str) -> dict:
     from tensorflow.core.protobuf import saved_model_pb2  # noqa: PLC0415
     from tensorflow.python.framework import op_def_registry  # noqa: PLC0415
 
-    path = os.path.join(saved_model_dir, "saved_model.pb")
-    if not os.path.isfile(path):
+    import tensorflow as tf  # noqa: PLC0415  (the folder may be on an object store)
+
+    path = f"{saved_model_dir.rstrip('/')}/saved_model.pb"
+    if not tf.io.gfile.exists(path):
         raise NotServableError(f"{saved_model_dir}: no saved_model.pb")
     sm = saved_model_pb2.SavedModel()
-    with open(path, "rb") as f:
+    with tf.io.gfile.GFile(path, "rb") as f:
         sm.ParseFromString(f.read())
     serve = [mg for mg in sm.meta_graphs if "serve" in mg.meta_info_def.tags]
     if not serve:

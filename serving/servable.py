@@ -24,7 +24,6 @@ are fed to the signature's single `inputs` string tensor, and the `classes`/`sco
 """
 from __future__ import annotations
 
-import os
 import threading
 
 import grpc
@@ -42,9 +41,10 @@ REGRESS_METHOD = "tensorflow/serving/regress"
 
 
 def read_signature_defs(path: str) -> dict[str, meta_graph_pb2.SignatureDef]:
-    """SignatureDefs of the `serve` MetaGraph of a SavedModel folder (no TF graph loaded)."""
+    """SignatureDefs of the `serve` MetaGraph of a SavedModel folder (no TF graph loaded);
+    the folder may be on an object store (read through `tf.io.gfile`)."""
     sm = saved_model_pb2.SavedModel()
-    with open(os.path.join(path, "saved_model.pb"), "rb") as f:
+    with tf.io.gfile.GFile(f"{path.rstrip('/')}/saved_model.pb", "rb") as f:
         sm.ParseFromString(f.read())
     for mg in sm.meta_graphs:
         if "serve" in mg.meta_info_def.tags:
