@@ -196,7 +196,7 @@ class PipelineConfig:
             object.__setattr__(self, name, _absolute(value))
         if not self.schema_path:
             object.__setattr__(self, "schema_path", default_schema_path())
-        if self.check_local_files:
+        if self.check_local_files:   # the curated schema ships with the package: a local file
             _check(os.path.isfile(self.schema_path), "schema_path", self.schema_path, "an existing file")
         _check(bool(self.pipeline_name.replace("-", "").replace("_", "").isalnum()),
                "pipeline_name", self.pipeline_name, "letters, digits, '-' and '_'")

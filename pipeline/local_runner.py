@@ -11,6 +11,6 @@ from movierec.pipeline.pipeline import create_pipeline
 
 
 def run(config: PipelineConfig) -> None:
-    os.makedirs(os.path.dirname(config.metadata_path), exist_ok=True)
+    os.makedirs(os.path.dirname(config.metadata_path), exist_ok=True)  # ML Metadata's SQLite: always local
     LocalDagRunner().run(create_pipeline(
         config, metadata.sqlite_metadata_connection_config(config.metadata_path)))
