@@ -116,3 +116,25 @@ def finish(code: int) -> int:
     if _used_plugin_schemes:
         exit_now(code)
     return code
+
+
+def absolute(path: str) -> str:
+    """`path` made absolute when local; a URL (`s3://...`, `gs://...`) is already absolute."""
+    return path if scheme(path) else os.path.abspath(path)
+
+
+def read_text(path: str) -> str:
+    """The text of a small file (a config file) on any file system TensorFlow has (local
+    paths without importing TensorFlow). Raises OSError naming the path when it cannot be
+    read, whichever file system refused it."""
+    if not scheme(path):
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    ensure(path)
+    import tensorflow as tf  # noqa: PLC0415 (only for URLs)
+
+    try:
+        with tf.io.gfile.GFile(path, "r") as f:
+            return f.read()
+    except tf.errors.OpError as e:
+        raise OSError(f"{path}: {e.message}") from None

@@ -13,6 +13,7 @@ import dataclasses
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format, wrappers_pb2
 
+from movierec import filesystems
 from movierec.serving.options import BatchingOptions
 
 _F = descriptor_pb2.FieldDescriptorProto
@@ -49,8 +50,7 @@ BatchingParameters, MonitoringConfig = _build()
 
 def _parse(path: str, message, flag: str):
     try:
-        with open(path) as f:
-            text = f.read()
+        text = filesystems.read_text(path)
     except OSError as e:
         raise ValueError(f"{flag}: cannot read {path}: {e.strerror or e}") from None
     try:

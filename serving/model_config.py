@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import posixpath
 
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
+
+from movierec import filesystems
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,7 +56,7 @@ class ModelSpec:
 
 
 def from_flags(model_name: str, model_base_path: str) -> list[ModelSpec]:
-    return [ModelSpec(name=model_name, base_path=os.path.abspath(model_base_path))]
+    return [ModelSpec(name=model_name, base_path=filesystems.absolute(model_base_path))]
 
 
 def parse_model_config(text: str, relative_to: str = ".") -> list[ModelSpec]:
@@ -81,8 +84,9 @@ def parse_model_config(text: str, relative_to: str = ".") -> list[ModelSpec]:
             kwargs.update(policy="specific", versions=tuple(c.model_version_policy.specific.versions))
         elif which == "latest":
             kwargs.update(policy="latest", num_versions=c.model_version_policy.latest.num_versions or 1)
-        base = c.base_path if os.path.isabs(c.base_path) else os.path.join(relative_to, c.base_path)
-        specs.append(ModelSpec(name=c.name, base_path=os.path.abspath(base),
+        absolute = os.path.isabs(c.base_path) or filesystems.scheme(c.base_path)
+        base = c.base_path if absolute else posixpath.join(relative_to, c.base_path)
+        specs.append(ModelSpec(name=c.name, base_path=filesystems.absolute(base),
                                labels=tuple(sorted(c.version_labels.items())), **kwargs))
     if not specs:
         raise ValueError("models.config: no models")
@@ -90,5 +94,7 @@ def parse_model_config(text: str, relative_to: str = ".") -> list[ModelSpec]:
 
 
 def load_model_config(path: str) -> list[ModelSpec]:
-    with open(path) as f:
-        return parse_model_config(f.read(), relative_to=os.path.dirname(os.path.abspath(path)))
+    """The ModelSpecs of a models.config file (local or on an object store); relative base
+    paths are relative to the file's folder."""
+    return parse_model_config(filesystems.read_text(path),
+                              relative_to=posixpath.dirname(filesystems.absolute(path)))

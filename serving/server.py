@@ -26,6 +26,7 @@ import socket
 import threading
 import time
 
+from movierec import filesystems
 from movierec.serving.grpc_service import start_grpc_server
 from movierec.serving.manager import ModelManager
 from movierec.serving.model_config import ModelSpec
@@ -53,8 +54,7 @@ def listen_socket(host: str, port: int, what: str, reuse_port: bool = False) -> 
 
 def _read_text(path: str) -> str | None:
     try:
-        with open(path) as f:
-            return f.read()
+        return filesystems.read_text(path)
     except OSError as e:
         log.error("model config %s cannot be read: %s", path, e)
         return None
