@@ -205,16 +205,7 @@ def _rows(spec: TableSpec, roles: list[str], problems: list[Problem]) -> Iterato
                                               f"(columns: {', '.join(header)})"))
         return
     index = {key: header.index(column) for key, column in wanted.items()}
-    while True:
-        try:
-            row = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as e:
-            problems.append(Problem(spec.path, reader.line_num, f"malformed CSV: {e}"))
-            continue
-        if not row or row == [""]:
-            continue
+    for _, row in readers.csv_rows(reader, spec.path, problems):
         if len(row) != len(header):
             problems.append(Problem(spec.path, reader.line_num, f"expected {len(header)} fields, got {len(row)}"))
             continue

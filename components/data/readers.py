@@ -374,6 +374,16 @@ def _read_csv_rows(path: str, header: list[str], problems: list[Problem]) -> Ite
     if [h.strip() for h in first] != header:
         problems.append(Problem(path, 1, f"expected header {','.join(header)!r}, got {','.join(first)!r}"))
         return
+    for number, row in csv_rows(reader, path, problems):
+        if any(_SURROGATE_RE.search(field) for field in row):
+            problems.append(Problem(path, number, "not valid UTF-8"))
+            continue
+        yield number, row
+
+
+def csv_rows(reader, path: str, problems: list[Problem]) -> Iterator[tuple[int, list[str]]]:
+    """(line number, fields) of each non-empty row a csv.reader gives; a malformed row is a
+    problem on its line, and reading goes on."""
     while True:
         try:
             row = next(reader)
@@ -382,12 +392,8 @@ def _read_csv_rows(path: str, header: list[str], problems: list[Problem]) -> Ite
         except csv.Error as e:
             problems.append(Problem(path, reader.line_num, f"malformed CSV: {e}"))
             continue
-        if not row or row == [""]:
-            continue
-        if any(_SURROGATE_RE.search(field) for field in row):
-            problems.append(Problem(path, reader.line_num, "not valid UTF-8"))
-            continue
-        yield reader.line_num, row
+        if row and row != [""]:
+            yield reader.line_num, row
 
 
 def _read_movies_csv(path: str) -> tuple[dict[str, Movie], list[Problem]]:
