@@ -47,9 +47,21 @@ class MFServingModule(RecommenderModule):
             self.genre_names = tf.Variable(np.asarray(genre_names, dtype=object), trainable=False,
                                            name="genre_names")
             self.factors["genre_embedding"] = ranking.genre_embedding.kernel
+        # The movie side of the ranking scores, computed once here rather than on every
+        # call: q^T [dim, N] and the per-movie offset [1, N] (`ranking_movie_side`).
+        self.ranker = ranking
+        movie_factors_t, movie_offset = ranking.ranking_movie_side()
+        self.ranking_movie_factors_t = tf.Variable(movie_factors_t, trainable=False,
+                                                   name="ranking_movie_factors_t")
+        self.ranking_movie_offset = tf.Variable(movie_offset, trainable=False, name="ranking_movie_offset")
 
     def score_users(self, user_idx):
-        return self.model.score_all_movies(user_idx)
+        """user_idx int64 [B] -> the ranker's scores [B, N], as `score_all_movies` computes
+        them: one [B, dim] x [dim, N] product plus the stored per-movie offset."""
+        p = tf.gather(self.ranker.user_embedding.embeddings, user_idx)    # [B, dim]
+        bu = tf.gather(self.ranker.user_bias.embeddings, user_idx)        # [B, 1]
+        return (self.ranking_movie_offset + self.ranker.rank_with_biases * bu
+                + tf.matmul(p, self.ranking_movie_factors_t))
 
 
 class MFRatingServingModule(MFServingModule):

@@ -143,6 +143,22 @@ class MatrixFactorization(keras.Model):
         mse = tf.reduce_mean(tf.square(pred - rating))
         return mse + self._penalty(p, v, bu, bm) if self.l2 > 0 else mse
 
+    def ranking_movie_side(self) -> tuple[np.ndarray, np.ndarray]:
+        """What the ranking scores of every known movie need from the movie side, fixed once
+        trained: (q^T float32 [dim, N] (hybrid: with the genre part), offset float32 [1, N]
+        = rank_with_biases * (global_mean + b_m)), so that
+
+            score_all_movies(u) = offset + rank_with_biases * b_u + p_u q^T.
+
+        An exported model stores these instead of recomputing them on every call."""
+        n = self.num_movies
+        q = self.movie_embedding.embeddings[:n]
+        if self.hybrid:
+            q = q + self.genre_part()
+        offset = self.rank_with_biases * (self.global_mean + self.movie_bias.embeddings[:n, 0])
+        return (np.ascontiguousarray(q.numpy().T, np.float32),
+                offset.numpy().reshape(1, n).astype(np.float32))
+
     def score_all_movies(self, user_idx: tf.Tensor) -> tf.Tensor:
         """Ranking scores of every known movie: user_idx int64 [B] -> float32 [B, N]
         (mse: predicted ratings; ials: <p_u, q_m>)."""
