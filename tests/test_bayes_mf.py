@@ -5,6 +5,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from movierec.components.mf import bayes
 
@@ -231,3 +232,86 @@ def test_bayes_objective_serves_the_sample_average_as_one_mf(synthetic):
     assert model.user_embedding.embeddings.shape[1] <= 18          # <= samples x d columns
     narrow, _ = train.fit(dataclasses.replace(config, bayes_export_rank=2), data, users, movies)
     assert narrow.user_embedding.embeddings.shape[1] == 2
+
+
+@pytest.mark.parametrize("num_ratings, expected", [
+    (100_000, (50, 100, 4)),       # 50M // 100k = 500 sweeps >= 450: the configured schedule
+    (111_111, (50, 100, 4)),       # 450 sweeps: still all of it
+    (111_112, (50, 100, 3)),       # 449: burn-in 50, then 399 // 100 = every 3rd of 300 sweeps
+    (1_000_000, (16, 34, 1)),      # 50 sweeps: 50 // 3 = 16 burn-in, 34 kept
+    (25_000_000, (10, 20, 1)),     # 2 by the budget, raised to 30: 10 burn-in, 20 kept
+])
+def test_sweep_schedule_falls_with_the_ratings_count(num_ratings, expected):
+    from movierec.config import MFConfig
+    assert MFConfig().bayes_schedule(num_ratings) == expected
+
+
+def test_sweep_schedule_keeps_a_short_configured_schedule_and_checks_its_argument():
+    from movierec.config import MFConfig
+    short = MFConfig(bayes_burn_in=5, bayes_samples=10, bayes_thin=2)    # 25 sweeps < the 30 minimum
+    assert short.bayes_schedule(25_000_000) == (5, 10, 2)
+    with pytest.raises(ValueError, match="num_ratings must be an integer >= 1, got 0"):
+        short.bayes_schedule(0)
+
+
+def test_batched_row_draws_equal_the_per_row_reference():
+    """`_sample_rows` (rows grouped by rating count, one batched Cholesky) draws exactly what
+    the textbook per-row update draws with the same standard normals: for row e,
+    A = Lambda + alpha sum x x^T, b = Lambda m_e + alpha sum x (r - mu - other bias),
+    row = A^-1 b + L^-T z_e with A = L L^T."""
+    from scipy.linalg import cholesky, solve_triangular
+    rng = np.random.default_rng(4)
+    counts = [0, 1, 2, 5, 9]               # groups {0, 1, 2} and {5, 9} (4 apart: one group)
+    entity = np.repeat(np.arange(5), counts)
+    n_other, D = 12, 3
+    other = rng.integers(0, n_other, entity.size)
+    centred = rng.normal(size=entity.size)
+    groups = bayes._groups(entity, other, centred, 5, n_other)
+    assert [g.rows.tolist() for g in groups] == [[0, 1, 2], [3, 4]]
+    other_rows = rng.normal(size=(n_other, D))
+    prior_mean = rng.normal(size=(5, D))
+    M = rng.normal(size=(D, D))
+    prior_prec = M @ M.T + D * np.eye(D)
+    alpha = 1.7
+    out = np.zeros((5, D))
+    bayes._sample_rows(np.random.default_rng(9), groups, other_rows, prior_mean, prior_prec, alpha, out)
+    z = np.random.default_rng(9).standard_normal((5, D))
+    for e in range(5):
+        mine = entity == e
+        X = np.column_stack([other_rows[other[mine], :-1], np.ones(mine.sum())])
+        y = centred[mine] - other_rows[other[mine], -1]
+        A = prior_prec + alpha * X.T @ X
+        b = prior_prec @ prior_mean[e] + alpha * X.T @ y
+        L = cholesky(A, lower=True)
+        expected = np.linalg.solve(A, b) + solve_triangular(L.T, z[e], lower=False)
+        np.testing.assert_allclose(out[e], expected, rtol=1e-10, atol=1e-12)
+
+
+def test_link_keeps_every_feature_up_to_the_cap_and_the_most_frequent_above():
+    """B B^T = X X^T for the features kept (B = X P, P an orthonormal basis of X's row space):
+    all of them while min(N, F) <= max_features, else the most frequent columns."""
+    X = sp.csr_matrix(np.array([[1, 0, 1, 0],
+                                [1, 1, 1, 0],
+                                [0, 0, 1, 1],
+                                [1, 0, 1, 1],
+                                [0, 0, 0, 0]], float))          # column counts 3, 1, 4, 2
+    full = bayes._Link.build(X, 2, max_features=4)
+    np.testing.assert_allclose(full.B @ full.B.T, (X @ X.T).toarray(), atol=1e-12)
+    capped = bayes._Link.build(X, 2, max_features=2)            # keeps columns 0 and 2
+    kept = X[:, [0, 2]]
+    np.testing.assert_allclose(capped.B @ capped.B.T, (kept @ kept.T).toarray(), atol=1e-12)
+    assert capped.B.shape == (5, 2) and capped.coef.shape == (2, 2)
+    # the chunked Gram of the capped route: chunks of 2 rows give the same eigenvalues
+    chunked = bayes._Link._build_tall(sp.csr_matrix(kept), 2, chunk=2)
+    np.testing.assert_allclose(np.sort(chunked.eigval), np.linalg.eigvalsh((kept.T @ kept).toarray()), atol=1e-12)
+
+
+def test_cap_on_implicit_features_changes_nothing_when_it_is_not_reached(synthetic):
+    (u, m, r), _, users, movies = synthetic        # 80 users x 60 movies: min(N, F) = 60
+    kwargs = dict(dim=2, samples=3, burn_in=2, thin=1, seed=1, implicit="both")
+    a = bayes.fit(u, m, r, users, movies, max_implicit_features=60, **kwargs)
+    b = bayes.fit(u, m, r, users, movies, max_implicit_features=10_000, **kwargs)
+    c = bayes.fit(u, m, r, users, movies, max_implicit_features=20, **kwargs)
+    np.testing.assert_array_equal(a.user_factors, b.user_factors)
+    assert not np.allclose(a.user_factors, c.user_factors)
+    assert np.all(np.isfinite(c.predict(u[:20], m[:20])))

@@ -77,3 +77,55 @@ def test_defaults_follow_the_objective():
     assert MFConfig(objective="mse").embedding_dim == 32 and MFConfig(objective="ials").embedding_dim == 64
     assert MFConfig().embedding_dim == 64   # ials+bayes: the ranking half's width
     assert MFConfig(objective="ials", embedding_dim=16).embedding_dim == 16
+
+
+def _per_row_reference(R, other, alpha0, reg, nu, n_other, prior=None):
+    """The textbook per-row solve: (alpha0 H^T H + H_u^T H_u + reg_u I) w_u = H_u^T 1 (+ reg_u prior_u)."""
+    d = other.shape[1]
+    out = np.zeros((R.shape[0], d)) if prior is None else np.array(prior, float)
+    for r in range(R.shape[0]):
+        cols = R.indices[R.indptr[r]:R.indptr[r + 1]]
+        if len(cols) == 0:
+            continue
+        reg_r = reg * (len(cols) + alpha0 * n_other) ** nu
+        A = alpha0 * other.T @ other + other[cols].T @ other[cols] + reg_r * np.eye(d)
+        rhs = other[cols].sum(0) + (0 if prior is None else reg_r * prior[r])
+        out[r] = np.linalg.solve(A, rhs)
+    return out
+
+
+def test_row_groups_by_hand():
+    # rows of 0, 3, 1, 2 and 10 entries over 10 columns
+    dense = np.zeros((5, 10))
+    dense[1, [0, 4, 7]] = dense[2, 5] = dense[3, [1, 2]] = dense[4, :] = 1
+    groups = ials.row_groups(sp.csr_matrix(dense), d=2)
+    # the empty row is left out; 1, 2 and 3 entries are within 1 + 4 of the shortest; 10 is not
+    assert [g.rows.tolist() for g in groups] == [[2, 3, 1], [4]]
+    assert groups[0].cols.tolist() == [[5, 10, 10], [1, 2, 10], [0, 4, 7]]   # padded with n_other = 10
+    assert groups[1].cols.tolist() == [list(range(10))]
+
+
+@pytest.mark.parametrize("hybrid", [False, True])
+def test_batched_solve_equals_the_per_row_reference(hybrid):
+    rng = np.random.default_rng(1)
+    dense = (rng.random((30, 17)) < np.linspace(0.02, 0.9, 30)[:, None]).astype(float)
+    dense[[0, 7]] = 0                                  # rows with no entries
+    R = sp.csr_matrix(dense)
+    assert len(ials.row_groups(R, d=5)) > 2
+    H = rng.normal(size=(17, 5))
+    prior = rng.normal(size=(30, 5)) if hybrid else None
+    got = ials._solve_side(R, H, 0.3, 0.05, 1.0, 17, prior)
+    np.testing.assert_allclose(got, _per_row_reference(R, H, 0.3, 0.05, 1.0, 17, prior), rtol=1e-10, atol=1e-12)
+    np.testing.assert_array_equal(got[[0, 7]], 0 if prior is None else prior[[0, 7]])
+
+
+def test_loss_in_chunks_equals_the_loss_in_one_piece():
+    rng = np.random.default_rng(2)
+    R = sp.csr_matrix((rng.random((9, 11)) < 0.4).astype(float))
+    W, H = rng.normal(size=(9, 3)), rng.normal(size=(11, 3))
+    rows, cols = R.nonzero()
+    by_hand = (np.sum((np.sum(W[rows] * H[cols], 1) - 1) ** 2) + 0.2 * np.sum((W @ H.T) ** 2)
+               + 0.1 * (np.diff(R.indptr) + 0.2 * 11) @ np.sum(W ** 2, 1)
+               + 0.1 * (np.asarray(R.sum(0)).ravel() + 0.2 * 9) @ np.sum(H ** 2, 1))
+    for chunk in (1, 5, 1 << 20):
+        assert ials.loss(R, W, H, 0.2, 0.1, 1.0, chunk=chunk) == pytest.approx(by_hand, rel=1e-12)

@@ -293,11 +293,24 @@ class _Link:
     eigval: np.ndarray     # [r]      the non-zero eigenvalues s of K
     coef: np.ndarray       # [r, D]   C
     lam: float = 1.0
+    _mean: np.ndarray | None = None   # B C, kept until C changes
 
     @classmethod
-    def build(cls, X: sp.spmatrix, D: int) -> "_Link":
+    def build(cls, X: sp.spmatrix, D: int, max_features: int | None = None) -> "_Link":
+        """The link of features X [N, F] for rows of width D.
+
+        max_features: when both N and F exceed it, only the `max_features` columns of X with
+        the most non-zeros (ties: the lower column) are kept as features, so that the Gram
+        matrix decomposed is at most [max_features, max_features] and B is [N, max_features]
+        (the whole Gram would be [min(N, F)]^2: 59k^2 for MovieLens-25M's movies). For the
+        implicit features these are the most-rated movies (most active users), which hold
+        most of the pairs (the long tail's columns each touch few rows)."""
         X = sp.csr_matrix(X)
         N, F = X.shape
+        if max_features is not None and min(N, F) > max_features:
+            counts = np.diff(X.tocsc().indptr)
+            X = X[:, np.sort(np.argsort(-counts, kind="stable")[:max_features])]
+            return cls._build_tall(X, D)
         if N <= F:   # the smaller Gram: X X^T = A diag(s) A^T, P = X^T A / sqrt(s), X P = A sqrt(s)
             s, A = np.linalg.eigh((X @ X.T).toarray())
             keep = s > 1e-9 * max(s.max(initial=0.0), 1.0)
@@ -308,8 +321,23 @@ class _Link:
             s, B = s[keep], np.asarray(X @ P[:, keep])
         return cls(np.ascontiguousarray(B), s, np.zeros((len(s), D)))
 
+    @classmethod
+    def _build_tall(cls, X: sp.csr_matrix, D: int, chunk: int = 1 << 14) -> "_Link":
+        """N > F (F small): K = X^T X accumulated over row chunks of X (sparse^T @ dense
+        [chunk, F], never an [N, F] dense copy nor a sparse-sparse product), B = X P."""
+        N, F = X.shape
+        K = np.zeros((F, F))
+        for start in range(0, N, chunk):
+            part = X[start:start + chunk]
+            K += np.asarray(part.T @ part.toarray())
+        s, P = np.linalg.eigh(K)
+        keep = s > 1e-9 * max(s.max(initial=0.0), 1.0)
+        return cls(np.ascontiguousarray(X @ P[:, keep]), s[keep], np.zeros((int(keep.sum()), D)))
+
     def mean(self) -> np.ndarray:
-        return self.B @ self.coef
+        if self._mean is None:
+            self._mean = self.B @ self.coef
+        return self._mean
 
     def sample(self, rng: np.random.Generator, residual: np.ndarray, Lam: np.ndarray) -> None:
         """C | residual [N, D] (rows - mu - other blocks' means), Lambda; then lambda_beta.
@@ -321,6 +349,7 @@ class _Link:
         omega = self.eigval[:, None] * np.maximum(ell, 0.0)[None, :] + self.lam    # [r, D]
         rhs = self.B.T @ (residual @ (Lam @ Q))                                     # [r, D]
         self.coef = (rhs / omega + rng.standard_normal(omega.shape) / np.sqrt(omega)) @ Q.T
+        self._mean = None
         self.lam = rng.gamma(1.0 + self.coef.size / 2.0, 1.0 / (1.0 + 0.5 * np.sum(self.coef ** 2)))
 
 
@@ -343,6 +372,19 @@ class _Side:
         return self.mu + sum(means, np.zeros_like(self.rows))
 
 
+def _sse(user_rows: np.ndarray, movie_rows: np.ndarray, u: np.ndarray, m: np.ndarray,
+         centred: np.ndarray, dim: int, chunk: int = 1 << 20) -> float:
+    """Sum of squared residuals of rows [*, dim + 1] on the centred ratings, `chunk` ratings
+    at a time (gathers of [chunk, dim], not [n, dim])."""
+    total = 0.0
+    for start in range(0, len(centred), chunk):
+        uu, mm = u[start:start + chunk], m[start:start + chunk]
+        pred = (user_rows[uu, dim] + movie_rows[mm, dim]
+                + np.einsum("nd,nd->n", user_rows[uu, :dim], movie_rows[mm, :dim]))
+        total += float(np.sum((centred[start:start + chunk] - pred) ** 2))
+    return total
+
+
 def implicit_features(user_idx: np.ndarray, movie_idx: np.ndarray, num_users: int, num_movies: int) -> sp.csr_matrix:
     """x_u = |N(u)|^-1/2 indicator(N(u)): [num_users, num_movies] CSR (a pair counted once)."""
     R = sp.csr_matrix((np.ones(len(user_idx)), (user_idx, movie_idx)), shape=(num_users, num_movies))
@@ -361,6 +403,7 @@ def genre_features(movie_genres: np.ndarray) -> sp.csr_matrix:
 def fit(user_idx, movie_idx, rating, num_users: int, num_movies: int, *, dim: int = 10,
         samples: int = 100, burn_in: int = 50, thin: int = 4, seed: int = 42,
         movie_genres=None, implicit: str | bool = "both", init_stddev: float = 0.1,
+        max_implicit_features: int = 1024,
         progress: Callable[[int, int, dict], None] | None = None) -> BayesResult:
     """Gibbs-samples Bayesian biased MF on the ratings (user_idx[i], movie_idx[i], rating[i]).
 
@@ -374,6 +417,11 @@ def fit(user_idx, movie_idx, rating, num_users: int, num_movies: int, *, dim: in
     implicit             "user" (or True): SVD++-style implicit user features, the movies each
                          user rated in these (train) ratings; "both": also the users who rated
                          each movie as movie features; "none" (or False): no implicit features
+    max_implicit_features  when there are more users and more movies than this, the implicit
+                         features are those of the this many most-rated movies (for users)
+                         and most active users (for movies) (`_Link.build`): exact below,
+                         [N, 1024] per side and a 1024^2 Gram above (the default keeps every
+                         feature of ML-100k's 943 users x 1682 movies)
     progress             optional callback(sweep, total_sweeps, {"train_rmse", "noise_precision"})
                          after every sweep
     Same arguments and seed -> the same result. Memory: the kept samples, S * (U + M) * (d + 1)
@@ -422,10 +470,12 @@ def fit(user_idx, movie_idx, rating, num_users: int, num_movies: int, *, dim: in
     D = dim + 1
     mu = float(r.mean())
     centred = r - mu
-    user_links = [_Link.build(implicit_features(u, m, num_users, num_movies), D)] if implicit != "none" else []
+    cap = _positive_int(max_implicit_features, "max_implicit_features")
+    user_links = ([_Link.build(implicit_features(u, m, num_users, num_movies), D, cap)]
+                  if implicit != "none" else [])
     movie_links = [_Link.build(genre_features(genres), D)] if genres is not None else []
     if implicit == "both":
-        movie_links.append(_Link.build(implicit_features(m, u, num_movies, num_users), D))
+        movie_links.append(_Link.build(implicit_features(m, u, num_movies, num_users), D, cap))
     users = _Side(np.zeros((num_users, D)), user_links, _groups(u, m, centred, num_users, num_movies))
     movies = _Side(np.zeros((num_movies, D)), movie_links, _groups(m, u, centred, num_movies, num_users))
     users.rows[:, :dim] = init_stddev * rng.standard_normal((num_users, dim))
@@ -439,9 +489,7 @@ def fit(user_idx, movie_idx, rating, num_users: int, num_movies: int, *, dim: in
         _sample_rows(rng, movies.groups, users.rows, prior, movies.Lam, alpha, movies.rows)
         prior = users.sample_hyper(rng)
         _sample_rows(rng, users.groups, movies.rows, prior, users.Lam, alpha, users.rows)
-        pred = (users.rows[u, dim] + movies.rows[m, dim]
-                + np.einsum("nd,nd->n", users.rows[u, :dim], movies.rows[m, :dim]))
-        sse = float(np.sum((centred - pred) ** 2))
+        sse = _sse(users.rows, movies.rows, u, m, centred, dim)
         alpha = rng.gamma(1.0 + len(r) / 2.0, 1.0 / (1.0 + sse / 2.0))
         history[sweep] = np.sqrt(sse / len(r))
         if sweep >= burn_in and (sweep - burn_in) % thin == thin - 1:

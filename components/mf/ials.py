@@ -48,24 +48,69 @@ def _row_regs(R: sp.csr_matrix, alpha0: float, reg: float, nu: float, n_other: i
     return reg * (np.diff(R.indptr) + alpha0 * n_other) ** nu
 
 
+_GROUP_RATINGS = 1 << 15   # padded ratings per batched group: [E, n, d] float64, 16 MB at d = 64
+_GROUP_SLACK = 1.25        # a group's padded length is at most this many times its shortest row
+_GROUP_MATRICES = 1 << 22  # values of the group's stacked [E, d, d] systems: 32 MB of float64
+
+
+@dataclasses.dataclass(frozen=True)
+class _Group:
+    rows: np.ndarray   # int [E]      rows of R in this group (each with at least one entry)
+    cols: np.ndarray   # int [E, n]   their column indices, padded with n_other (a zero row)
+
+
+def row_groups(R: sp.csr_matrix, d: int) -> list[_Group]:
+    """The non-empty rows of R in groups of similar length, each padded to its longest row.
+
+    A group's rows have at most max(1.25 x, x + 4) entries for x its shortest row's, at most
+    `_GROUP_RATINGS` padded entries in all and at most `_GROUP_MATRICES / d^2` rows (one row
+    always fits), so the padding wastes at most a quarter and the batched arrays stay small.
+    Built once per fit: the pattern of R does not change between sweeps."""
+    counts = np.diff(R.indptr)
+    order = np.argsort(counts, kind="stable")
+    order = order[counts[order] > 0]
+    sorted_counts = counts[order]
+    max_rows = max(1, _GROUP_MATRICES // (d * d))
+    groups, i = [], 0
+    while i < len(order):
+        shortest = int(sorted_counts[i])
+        limit = max(_GROUP_SLACK * shortest, shortest + 4)
+        width = min(max_rows, max(1, _GROUP_RATINGS // shortest))
+        window = sorted_counts[i:i + width]
+        fits = (window <= limit) & (np.arange(1, len(window) + 1) * window <= _GROUP_RATINGS)
+        j = i + max(1, int(np.argmin(fits)) if not fits.all() else len(window))
+        rows = order[i:j]
+        n = int(counts[rows].max())
+        take = np.arange(n)
+        inside = take[None, :] < counts[rows][:, None]
+        idx = np.minimum(R.indptr[rows][:, None] + take[None, :], len(R.indices) - 1)
+        groups.append(_Group(rows, np.where(inside, R.indices[idx], R.shape[1])))
+        i = j
+    return groups
+
+
 def _solve_side(R: sp.csr_matrix, other: np.ndarray, alpha0: float, reg: float, nu: float,
-                n_other: int, prior: np.ndarray | None = None) -> np.ndarray:
+                n_other: int, prior: np.ndarray | None = None,
+                groups: list[_Group] | None = None) -> np.ndarray:
     """New factors for the rows of R ([rows, n_other] binary CSR) given the other side's.
 
-    prior [rows, d]: the L2 pulls each row toward it instead of toward zero (hybrid)."""
+    prior [rows, d]: the L2 pulls each row toward it instead of toward zero (hybrid). A row
+    with no entries keeps its prior (zero without one). Rows are solved a group at a time
+    (`row_groups`): the group's H_u gathered into [E, n, d] (padding gathers a zero row),
+    E Gram matrices by one batched matmul, E systems by one batched `np.linalg.solve`."""
     d = other.shape[1]
     gram = alpha0 * (other.T @ other)                       # [d, d]
     regs = _row_regs(R, alpha0, reg, nu, n_other)           # [rows]
     out = np.zeros((R.shape[0], d), np.float64) if prior is None else np.array(prior, np.float64)
+    padded = np.vstack([other, np.zeros((1, d))])           # [n_other + 1, d]
     eye = np.eye(d)
-    for r in range(R.shape[0]):
-        cols = R.indices[R.indptr[r]:R.indptr[r + 1]]
-        if len(cols) == 0:
-            continue
-        Hu = other[cols]                                    # [|I_u|, d]
-        A = gram + Hu.T @ Hu + regs[r] * eye
-        rhs = Hu.sum(axis=0) if prior is None else Hu.sum(axis=0) + regs[r] * prior[r]
-        out[r] = np.linalg.solve(A, rhs)
+    for g in (row_groups(R, d) if groups is None else groups):
+        Hu = padded[g.cols]                                                      # [E, n, d]
+        A = gram + np.matmul(Hu.transpose(0, 2, 1), Hu) + regs[g.rows, None, None] * eye   # [E, d, d]
+        rhs = Hu.sum(axis=1)                                                     # [E, d]
+        if prior is not None:
+            rhs += regs[g.rows, None] * prior[g.rows]
+        out[g.rows] = np.linalg.solve(A, rhs[:, :, None])[:, :, 0]
     return out
 
 
@@ -76,13 +121,18 @@ def fit_genre_prior(F: np.ndarray, H: np.ndarray, weights: np.ndarray, feature_r
 
 
 def loss(R: sp.csr_matrix, W: np.ndarray, H: np.ndarray, alpha0: float, reg: float, nu: float,
-         prior: np.ndarray | None = None) -> float:
-    rows, cols = R.nonzero()
-    pred = np.einsum("ij,ij->i", W[rows], H[cols])
-    observed = np.sum((pred - 1.0) ** 2)
+         prior: np.ndarray | None = None, chunk: int = 1 << 20) -> float:
+    """The objective (module docstring) at W [U, d], H [N, d]; the observed pairs' predictions
+    are formed `chunk` pairs at a time ([chunk, d] gathers, not [nnz, d])."""
+    rows = np.repeat(np.arange(R.shape[0]), np.diff(R.indptr))
+    cols = R.indices
+    observed = 0.0
+    for start in range(0, len(cols), chunk):
+        r, c = rows[start:start + chunk], cols[start:start + chunk]
+        observed += float(np.sum((np.einsum("ij,ij->i", W[r], H[c]) - 1.0) ** 2))
     everything = alpha0 * np.sum((W.T @ W) * (H.T @ H))
     ru = reg * (np.diff(R.indptr) + alpha0 * H.shape[0]) ** nu
-    ri = reg * (np.diff(R.tocsc().indptr) + alpha0 * W.shape[0]) ** nu
+    ri = reg * (np.bincount(cols, minlength=H.shape[0]) + alpha0 * W.shape[0]) ** nu
     free = H if prior is None else H - prior
     return float(observed + everything + ru @ np.sum(W ** 2, 1) + ri @ np.sum(free ** 2, 1))
 
@@ -125,9 +175,10 @@ def fit(user_idx: np.ndarray, movie_idx: np.ndarray, num_users: int, num_movies:
         prior = movie_features @ B
         unrated = np.diff(Rt.indptr) == 0
     start = time.perf_counter()
+    user_groups, movie_groups = row_groups(R, dim), row_groups(Rt, dim)
     for it in range(iterations):
-        W = _solve_side(R, H, alpha0, reg, nu, num_movies)
-        H = _solve_side(Rt, W, alpha0, reg, nu, num_users, prior)
+        W = _solve_side(R, H, alpha0, reg, nu, num_movies, groups=user_groups)
+        H = _solve_side(Rt, W, alpha0, reg, nu, num_users, prior, groups=movie_groups)
         if movie_features is not None:
             B = fit_genre_prior(movie_features, H, _row_regs(Rt, alpha0, reg, nu, num_users), feature_reg)
             prior = movie_features @ B

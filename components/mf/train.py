@@ -219,20 +219,23 @@ def fit_bayes(config: MFConfig, train: Interactions, num_users: int, num_movies:
     best approximation of that rank when the cap is lower). Biases are the sample means, so
     the exported model predicts mu + b_u + b_m + <p_u, q_m> like the mse one and ranks by it.
     Ratings of OOV users/movies (index = vocabulary size) are left out of the fit.
+    The sweeps follow `config.bayes_schedule` on the number of ratings fitted (the
+    configured schedule up to its budget, fewer on large data).
     Loss history: the training RMSE of each sweep's sample. No warm start: a chain starts
     from its prior."""
     if config.hybrid and genre_matrix is None:
         raise ValueError("config.hybrid is set but no genre matrix was given")
     keep = (train.user_idx < num_users) & (train.movie_idx < num_movies)
-    sweeps = config.bayes_burn_in + config.bayes_samples * config.bayes_thin
+    burn_in, samples, thin = config.bayes_schedule(max(1, int(keep.sum())))
+    sweeps = burn_in + samples * thin
 
     def progress(sweep, total, stats):
         if sweep % 50 == 0 or sweep == total:
             logging.info("Bayesian MF sweep %d/%d: train RMSE %.4f", sweep, total, stats["train_rmse"])
 
     result = bayes.fit(train.user_idx[keep], train.movie_idx[keep], train.rating[keep], num_users, num_movies,
-                       dim=config.bayes_dim, samples=config.bayes_samples, burn_in=config.bayes_burn_in,
-                       thin=config.bayes_thin, seed=config.seed, implicit=config.bayes_implicit,
+                       dim=config.bayes_dim, samples=samples, burn_in=burn_in,
+                       thin=thin, seed=config.seed, implicit=config.bayes_implicit,
                        movie_genres=genre_matrix if config.hybrid else None, progress=progress)
     users, movies, user_bias, movie_bias = result.concatenated()
     users, movies = refactor(users, movies, rank=config.bayes_export_rank)
@@ -249,7 +252,7 @@ def fit_bayes(config: MFConfig, train: Interactions, num_users: int, num_movies:
     n = int(keep.sum()) * sweeps
     speed = n / result.fit_seconds if result.fit_seconds > 0 else float("inf")
     logging.info("Bayesian MF: %d sweeps over %d ratings in %.1f s; %d samples of d=%d served as %d columns",
-                 sweeps, int(keep.sum()), result.fit_seconds, config.bayes_samples, config.bayes_dim, width)
+                 sweeps, int(keep.sum()), result.fit_seconds, samples, config.bayes_dim, width)
     return model, TrainResult(epochs=sweeps, train_examples=len(train), fit_seconds=result.fit_seconds,
                               examples_per_second=speed, steady_examples_per_second=speed,
                               loss_history=[float(x) for x in result.train_rmse], eval_rmse_history=[])
