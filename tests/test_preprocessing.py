@@ -22,19 +22,23 @@ ROWS = [  # user, movie, rating, genres
 ]
 
 
-@pytest.fixture(scope="module")
-def transformed(tmp_path_factory):
-    tmp = str(tmp_path_factory.mktemp("tft"))
+def analyze(rows, tmp: str) -> tft.TFTransformOutput:
+    """preprocessing_fn's analysis of `rows` (user, movie, rating, genres) by tf.Transform in Beam."""
     schema = io_utils.parse_pbtxt_file(default_schema_path(), schema_pb2.Schema())
     metadata = tft.DatasetMetadata(schema)
     raw = [{features.USER_ID: [u.encode()], features.MOVIE_ID: [m.encode()], features.RATING: [r],
             features.TIMESTAMP: [i], features.TITLE: [f"T {m}".encode()],
-            features.GENRES: [g.encode() for g in gs], features.WEIGHT: []} for i, (u, m, r, gs) in enumerate(ROWS)]
+            features.GENRES: [g.encode() for g in gs], features.WEIGHT: []} for i, (u, m, r, gs) in enumerate(rows)]
     with beam.Pipeline() as p, tft_beam.Context(temp_dir=tmp + "/tmp"):
         data = p | beam.Create(raw)
         transform_fn = (data, metadata) | tft_beam.AnalyzeDataset(preprocessing.preprocessing_fn)
         _ = transform_fn | tft_beam.WriteTransformFn(tmp + "/tf")
-    out = tft.TFTransformOutput(tmp + "/tf")
+    return tft.TFTransformOutput(tmp + "/tf")
+
+
+@pytest.fixture(scope="module")
+def transformed(tmp_path_factory):
+    out = analyze(ROWS, str(tmp_path_factory.mktemp("tft")))
     batch = {features.USER_ID: tf.constant([[u] for u, _, _, _ in ROWS]),
              features.MOVIE_ID: tf.constant([[m] for _, m, _, _ in ROWS]),
              features.RATING: tf.constant([[r] for _, _, r, _ in ROWS]),
@@ -50,6 +54,16 @@ def test_vocabularies_are_by_frequency(transformed):
     assert out.vocabulary_by_name(features.USER_VOCAB) == [b"a", b"b", b"c"]
     assert out.vocabulary_by_name(features.MOVIE_VOCAB) == [b"m1", b"m2", b"m3"]
     assert out.vocabulary_by_name(features.GENRE_VOCAB) == [b"Drama", b"Comedy"]
+
+
+def test_equal_counts_are_ordered_by_value_larger_first(tmp_path):
+    # users: q 2, r 2, p 1; movies: m2 2, m1 1, m3 1; genres: B 3, A 2, C 2 (counted per token)
+    rows = [("q", "m1", 1.0, ["A", "B"]), ("r", "m2", 2.0, ["C"]), ("p", "m2", 3.0, ["B", "C"]),
+            ("r", "m3", 4.0, ["A", "B"]), ("q", "m2", 5.0, [])]
+    out = analyze(rows, str(tmp_path))
+    assert out.vocabulary_by_name(features.USER_VOCAB) == [b"r", b"q", b"p"]
+    assert out.vocabulary_by_name(features.MOVIE_VOCAB) == [b"m2", b"m3", b"m1"]
+    assert out.vocabulary_by_name(features.GENRE_VOCAB) == [b"B", b"C", b"A"]
 
 
 def test_rows_are_indexed_and_genres_multi_hot(transformed):
