@@ -274,8 +274,9 @@ def test_batched_row_draws_equal_the_per_row_reference():
     prior_prec = M @ M.T + D * np.eye(D)
     alpha = 1.7
     out = np.zeros((5, D))
-    bayes._sample_rows(np.random.default_rng(9), groups, other_rows, prior_mean, prior_prec, alpha, out)
+    sse = bayes._sample_rows(np.random.default_rng(9), groups, other_rows, prior_mean, prior_prec, alpha, out)
     z = np.random.default_rng(9).standard_normal((5, D))
+    expected_sse = 0.0
     for e in range(5):
         mine = entity == e
         X = np.column_stack([other_rows[other[mine], :-1], np.ones(mine.sum())])
@@ -285,6 +286,9 @@ def test_batched_row_draws_equal_the_per_row_reference():
         L = cholesky(A, lower=True)
         expected = np.linalg.solve(A, b) + solve_triangular(L.T, z[e], lower=False)
         np.testing.assert_allclose(out[e], expected, rtol=1e-10, atol=1e-12)
+        expected_sse += np.sum((y - X @ out[e]) ** 2)
+    # the returned squared error: the ratings' residuals under the new rows
+    assert sse == pytest.approx(expected_sse, rel=1e-10)
 
 
 def test_link_keeps_every_feature_up_to_the_cap_and_the_most_frequent_above():
