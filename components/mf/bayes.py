@@ -58,6 +58,8 @@ from typing import Callable
 import numpy as np
 import scipy.sparse as sp
 
+from movierec.components.mf import parallel
+
 IMPLICIT_CHOICES = ("none", "user", "both")
 _GROUP_BUDGET = 1 << 15        # padded ratings per batched group: [E, n, d + 1] float64, ~8 MB at d = 32
 _GROUP_SLACK = 1.25            # a group's padded length is at most this many times its shortest row
@@ -237,8 +239,8 @@ def _sample_rows(rng: np.random.Generator, groups: list[_Group], other_rows: np.
 
     The groups' X^T X [E, D, D], X^T y [E, D] and y^T y [E] are laid end to end in group
     order (the groups hold every row once), so the posterior precisions are one
-    [E_all, D, D] stack without a scatter; one batched Cholesky and two vectorised triangular
-    solves draw all rows. The same sums give the sum of squared residuals of the side's
+    [E_all, D, D] stack without a scatter; batched Cholesky and two vectorised triangular
+    solves draw all rows. Groups, then slices of rows, run on every core (`parallel`). The same sums give the sum of squared residuals of the side's
     ratings under the new rows, sum_e y^T y - 2 x^T X^T y + x^T X^T X x, without
     revisiting the ratings.
     """
@@ -251,22 +253,28 @@ def _sample_rows(rng: np.random.Generator, groups: list[_Group], other_rows: np.
     gram = np.empty((len(order), D, D))                  # X^T X per row, in group order
     xty = np.empty((len(order), D))
     yy = np.empty(len(order))
-    at = 0
-    for g in groups:
+    starts = np.cumsum([0] + [len(g.rows) for g in groups])
+
+    def accumulate(k: int) -> None:                       # group k -> its slice (disjoint)
+        g, rows = groups[k], slice(starts[k], starts[k + 1])
         X = design[g.other]                               # [E, n, D]
         y = g.target - bias[g.other]                      # [E, n]
         Xt = X.transpose(0, 2, 1)
-        rows = slice(at, at + len(g.rows))
         np.matmul(Xt, X, out=gram[rows])
         xty[rows] = np.matmul(Xt, y[:, :, None])[:, :, 0]
         yy[rows] = np.einsum("en,en->e", y, y)
-        at += len(g.rows)
-    A = prior_prec + alpha * gram                         # [E_all, D, D] posterior precisions
+
+    parallel.run_all(accumulate, range(len(groups)))
     b = prior_mean[order] @ prior_prec + alpha * xty      # [E_all, D]
-    L = np.linalg.cholesky(A)
     z = rng.standard_normal((out.shape[0], D))[order]
-    # mean A^-1 b = L^-T L^-1 b; noise L^-T z has covariance A^-1
-    x = _batched_upper_solve(L, _batched_lower_solve(L, b) + z)
+    x = np.empty_like(b)
+
+    def draw(rows: slice) -> None:
+        L = np.linalg.cholesky(prior_prec + alpha * gram[rows])   # posterior precisions [E, D, D]
+        # mean A^-1 b = L^-T L^-1 b; noise L^-T z has covariance A^-1
+        x[rows] = _batched_upper_solve(L, _batched_lower_solve(L, b[rows]) + z[rows])
+
+    parallel.run_all(draw, parallel.chunks(len(order)))
     out[order] = x
     return float(yy.sum() - 2.0 * np.sum(x * xty) + np.sum(x * np.matmul(gram, x[:, :, None])[:, :, 0]))
 

@@ -32,6 +32,8 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
+from movierec.components.mf import parallel
+
 
 @dataclasses.dataclass(frozen=True)
 class IALSResult:
@@ -97,20 +99,24 @@ def _solve_side(R: sp.csr_matrix, other: np.ndarray, alpha0: float, reg: float, 
     prior [rows, d]: the L2 pulls each row toward it instead of toward zero (hybrid). A row
     with no entries keeps its prior (zero without one). Rows are solved a group at a time
     (`row_groups`): the group's H_u gathered into [E, n, d] (padding gathers a zero row),
-    E Gram matrices by one batched matmul, E systems by one batched `np.linalg.solve`."""
+    E Gram matrices by one batched matmul, E systems by one batched `np.linalg.solve`;
+    groups run on every core (`parallel.run_all`)."""
     d = other.shape[1]
     gram = alpha0 * (other.T @ other)                       # [d, d]
     regs = _row_regs(R, alpha0, reg, nu, n_other)           # [rows]
     out = np.zeros((R.shape[0], d), np.float64) if prior is None else np.array(prior, np.float64)
     padded = np.vstack([other, np.zeros((1, d))])           # [n_other + 1, d]
     eye = np.eye(d)
-    for g in (row_groups(R, d) if groups is None else groups):
+
+    def solve(g: _Group) -> None:
         Hu = padded[g.cols]                                                      # [E, n, d]
         A = gram + np.matmul(Hu.transpose(0, 2, 1), Hu) + regs[g.rows, None, None] * eye   # [E, d, d]
         rhs = Hu.sum(axis=1)                                                     # [E, d]
         if prior is not None:
             rhs += regs[g.rows, None] * prior[g.rows]
         out[g.rows] = np.linalg.solve(A, rhs[:, :, None])[:, :, 0]
+
+    parallel.run_all(solve, row_groups(R, d) if groups is None else groups)   # groups: disjoint rows
     return out
 
 
