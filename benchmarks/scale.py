@@ -70,6 +70,7 @@ from benchmarks.serving import newest_pushed_model, percentiles, start_server  #
 DEFAULT_OUT = os.path.join("~", ".cache", "movierec", "scale")
 SEED = 42
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,8 +162,9 @@ def fmt(value, spec: str = ".1f", missing: str = "-") -> str:
 
 
 # -- processes and memory -----------------------------------------------------------------
-def _ppid_and_rss(pid: int) -> tuple[int, int, str] | None:
-    """(parent pid, RSS in KB, command name) from /proc, or None if it is gone."""
+def _ppid_and_rss(pid: int) -> tuple[int, int, str, float] | None:
+    """(parent pid, RSS in KB, command name, CPU seconds) from /proc, or None if it is gone.
+    CPU seconds: user + system time of the process and of its children it has reaped."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             stat = f.read()
@@ -171,12 +173,14 @@ def _ppid_and_rss(pid: int) -> tuple[int, int, str] | None:
     except (OSError, IndexError, ValueError):
         return None
     name = stat[stat.index("(") + 1:stat.rindex(")")]
-    ppid = int(stat[stat.rindex(")") + 2:].split()[1])
-    return ppid, rss_pages * PAGE_KB, name
+    fields = stat[stat.rindex(")") + 2:].split()   # fields[0] is field 3 (state) of proc(5)
+    ppid = int(fields[1])
+    cpu = sum(int(v) for v in fields[11:15]) / CLOCK_TICKS   # utime, stime, cutime, cstime
+    return ppid, rss_pages * PAGE_KB, name, cpu
 
 
-def process_tree(root: int) -> dict[int, tuple[int, str]]:
-    """{pid: (RSS KB, name)} of `root` and all its descendants."""
+def process_tree(root: int) -> dict[int, tuple[int, str, float]]:
+    """{pid: (RSS KB, name, CPU seconds)} of `root` and all its descendants."""
     info = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -184,13 +188,13 @@ def process_tree(root: int) -> dict[int, tuple[int, str]]:
             if got is not None:
                 info[int(entry)] = got
     children = collections.defaultdict(list)
-    for pid, (ppid, _, _) in info.items():
+    for pid, (ppid, *_) in info.items():
         children[ppid].append(pid)
     tree, todo = {}, [root]
     while todo:
         pid = todo.pop()
         if pid in info:
-            tree[pid] = (info[pid][1], info[pid][2])
+            tree[pid] = info[pid][1:]
             todo.extend(children[pid])
     return tree
 
@@ -219,8 +223,10 @@ class ChildResult:
     descendant_names: list[str]
     lines: list[tuple[float, str]]   # (seconds since start, line) of the child's output
     load_mean: float            # mean 1-minute load average while it ran (2 cores: above 2 = contention)
+    cpu_s: float                # user + system CPU seconds of the child and its reaped descendants (wait4)
     start_epoch: float
     rss_samples: list[tuple[float, float]] = dataclasses.field(default_factory=list)  # (epoch s, tree RSS MB)
+    cpu_samples: list[tuple[float, float]] = dataclasses.field(default_factory=list)  # (epoch s, tree CPU s)
 
 
 def run_child(cmd: list[str], log_path: str, label: str, echo=lambda line: False,
@@ -258,21 +264,23 @@ def run_child(cmd: list[str], log_path: str, label: str, echo=lambda line: False
 
     thread = threading.Thread(target=reader, daemon=True)
     thread.start()
-    tree_peak_kb, hwm_kb, max_desc, names, loads, samples = 0, 0, 0, set(), [], []
+    tree_peak_kb, hwm_kb, max_desc, names, loads, samples, cpu_samples = 0, 0, 0, set(), [], [], []
     next_beat = heartbeat
     killed = False
     while thread.is_alive():
         tree = process_tree(proc.pid)
         hwm_kb = max(hwm_kb, vm_hwm_kb(proc.pid))
         loads.append(os.getloadavg()[0])
-        tree_peak_kb = max(tree_peak_kb, sum(rss for rss, _ in tree.values()))
-        samples.append((time.time(), sum(rss for rss, _ in tree.values()) / 1024))
+        tree_peak_kb = max(tree_peak_kb, sum(rss for rss, *_ in tree.values()))
+        now_epoch = time.time()
+        samples.append((now_epoch, sum(rss for rss, *_ in tree.values()) / 1024))
+        cpu_samples.append((now_epoch, sum(cpu for *_, cpu in tree.values())))
         if len(tree) - 1 > max_desc:
             max_desc = len(tree) - 1
-        names.update(name for pid, (_, name) in tree.items() if pid != proc.pid)
+        names.update(name for pid, (_, name, _) in tree.items() if pid != proc.pid)
         elapsed = time.perf_counter() - start
         if elapsed >= next_beat:
-            now_mb = sum(rss for rss, _ in tree.values()) / 1024
+            now_mb = sum(rss for rss, *_ in tree.values()) / 1024
             doing = partial[0].strip() or (lines[-1][1].strip() if lines else "")
             print(f"  [{label}] {elapsed:5.0f} s, RSS {now_mb:,.0f} MB (peak {tree_peak_kb / 1024:,.0f} MB)"
                   f"{': ' + doing[-80:] if doing else ''}", flush=True)
@@ -289,7 +297,9 @@ def run_child(cmd: list[str], log_path: str, label: str, echo=lambda line: False
     return ChildResult(returncode=proc.returncode, seconds=seconds, peak_mb=max(hwm_kb, tree_peak_kb) / 1024,
                        wait4_maxrss_mb=usage.ru_maxrss / 1024, tree_peak_mb=tree_peak_kb / 1024,
                        max_descendants=max_desc, descendant_names=sorted(names), lines=lines,
-                       load_mean=sum(loads) / max(len(loads), 1), start_epoch=start_epoch, rss_samples=samples)
+                       load_mean=sum(loads) / max(len(loads), 1), cpu_s=usage.ru_utime + usage.ru_stime,
+                       start_epoch=start_epoch, rss_samples=samples,
+                       cpu_samples=cpu_samples)
 
 
 # -- datasets -------------------------------------------------------------------------------
@@ -361,6 +371,15 @@ def peak_between(samples: list[tuple[float, float]], start: float, end: float) -
     """The largest sampled value with start <= time <= end (None if no sample fell inside)."""
     inside = [v for t, v in samples if start <= t <= end]
     return max(inside) if inside else None
+
+
+def cpu_between(samples: list[tuple[float, float]], start: float, end: float) -> float | None:
+    """CPU seconds used from `start` to `end`, from cumulative (time, CPU s) samples: the
+    first sample at or after `end` minus the last at or before `start` (so up to one sampling
+    interval more on each side); None unless samples bracket the interval."""
+    before = [v for t, v in samples if t <= start]
+    after = [v for t, v in samples if t >= end]
+    return max(0.0, after[0] - before[-1]) if before and after else None
 
 
 def per_rating_notes(labels: list[str], ratings: list[int], values: list[float | None], what: str,
@@ -456,7 +475,7 @@ def run_pipeline(size: Size, data_dir: str, out: str, extra: list[str], timeout:
     rec = {"run_dir": run_dir, "log": log_path, "returncode": result.returncode, "wall_s": result.seconds,
            "peak_rss_mb": result.peak_mb, "wait4_maxrss_mb": result.wait4_maxrss_mb, "tree_peak_mb": result.tree_peak_mb,
            "max_descendants": result.max_descendants, "descendant_names": result.descendant_names,
-           "load_mean": result.load_mean, "code": code_state()}
+           "load_mean": result.load_mean, "cpu_s": result.cpu_s, "code": code_state()}
     pipeline_logs = sorted(glob.glob(os.path.join(run_dir, "logs", "run-*.log")))
     rec["pipeline_log"] = pipeline_logs[-1] if pipeline_logs else None
     if result.returncode != 0:
@@ -477,6 +496,7 @@ def run_pipeline(size: Size, data_dir: str, out: str, extra: list[str], timeout:
         rec["components"] = component_times(metadata)
         spans = component_spans(metadata)
         rec["component_peak_mb"] = {name: peak_between(result.rss_samples, a, b) for name, (a, b) in spans.items()}
+        rec["component_cpu_s"] = {name: cpu_between(result.cpu_samples, a, b) for name, (a, b) in spans.items()}
         span = execution_span(metadata)
         logged = first_line_time(result.lines, "log:")
         if span is not None and logged is not None:
@@ -710,30 +730,37 @@ def report(sizes: list[Size], results: dict, concurrency: list[int], project: li
 
     ran = [s for s in done if (results[s.label].get("run") or {}).get("components")]
     if ran:
-        out.append("\n## Components (seconds from ML Metadata; us / rating; peak RSS MB of the run while the "
-                   "component ran; marginal = extra seconds per million extra ratings)\n")
+        out.append("\n## Components (seconds from ML Metadata; us / rating; CPU seconds of the run's processes "
+                   "while the component ran (sampled every 0.5 s: what it cost, whatever else ran on the "
+                   "machine); peak RSS MB of the run while the component ran; marginal = extra seconds per "
+                   "million extra ratings)\n")
         component_names = sorted({n for s in ran for n in results[s.label]["run"]["components"]},
                        key=lambda n: -results[ran[-1].label]["run"]["components"].get(n, 0.0))
-        header = (["component"] + [f"{s.label} {what}" for s in ran for what in ("s", "us/rating", "peak MB")]
+        header = (["component"] + [f"{s.label} {what}" for s in ran
+                                   for what in ("s", "us/rating", "CPU s", "CPU us/rating", "peak MB")]
                   + [f"marginal s / M {ran[i - 1].label}->{ran[i].label}" for i in range(1, len(ran))])
         rows = []
 
-        def row(label, vals, peaks=None):
+        def row(label, vals, peaks=None, cpus=None):
             marginal = marginal_per_million([s.ratings for s in ran], vals)
             peaks = peaks or [None] * len(ran)
+            cpus = cpus or [None] * len(ran)
             cells = []
-            for s, v, pk in zip(ran, vals, peaks):
-                cells += [fmt(v), fmt(None if v is None else v / s.ratings * 1e6, ".2f"), fmt(pk, ",.0f")]
+            for s, v, cpu, pk in zip(ran, vals, cpus, peaks):
+                cells += [fmt(v), fmt(None if v is None else v / s.ratings * 1e6, ".2f"),
+                          fmt(cpu), fmt(None if cpu is None else cpu / s.ratings * 1e6, ".2f"), fmt(pk, ",.0f")]
             return [label] + cells + [fmt(m) for m in marginal]
 
         for n in component_names:
             rows.append(row(n, [results[s.label]["run"]["components"].get(n) for s in ran],
-                            [(results[s.label]["run"].get("component_peak_mb") or {}).get(n) for s in ran]))
+                            [(results[s.label]["run"].get("component_peak_mb") or {}).get(n) for s in ran],
+                            [(results[s.label]["run"].get("component_cpu_s") or {}).get(n) for s in ran]))
         for key, label in (("preflight_s", "pre-flight (imports + data check)"),
                            ("tfx_start_s", "TFX import + compile"), ("after_s", "after last component (summary)")):
             rows.append(row(label, [results[s.label]["run"].get(key) for s in ran]))
         rows.append(row("**total wall**", [results[s.label]["run"]["wall_s"] for s in ran],
-                        [results[s.label]["run"]["peak_rss_mb"] for s in ran]))
+                        [results[s.label]["run"]["peak_rss_mb"] for s in ran],
+                        [results[s.label]["run"].get("cpu_s") for s in ran]))
         out.append(md_table(header, rows))
 
     served = [s for s in done if (results[s.label].get("serving") or {}).get("in_process")]

@@ -85,9 +85,20 @@ def test_md_table():
     assert scale.md_table(["a", "b"], [[1, "x"]]) == "| a | b |\n|---|---|\n| 1 | x |"
 
 
+def test_cpu_between_brackets_the_interval():
+    samples = [(10.0, 1.0), (10.5, 1.5), (11.0, 1.75), (11.5, 2.5)]   # cumulative CPU seconds
+    assert scale.cpu_between(samples, 10.5, 11.0) == 0.25
+    assert scale.cpu_between(samples, 10.2, 11.2) == 1.5     # 10.0 -> 11.5: the bracketing samples
+    assert scale.cpu_between(samples, 9.0, 11.0) is None     # nothing sampled before the start
+    assert scale.cpu_between(samples, 10.0, 12.0) is None    # nor after the end
+
+
 def test_process_tree_and_peak_memory_of_self():
     tree = scale.process_tree(os.getpid())
     assert os.getpid() in tree and tree[os.getpid()][0] > 0
+    usage = os.times()
+    cpu = tree[os.getpid()][2]     # this process's CPU seconds, as /proc counts them (clock ticks)
+    assert usage.user + usage.system - 0.05 <= cpu <= usage.user + usage.system + 0.05
     assert scale.vm_hwm_kb(os.getpid()) >= tree[os.getpid()][0] > 0
     assert scale.vm_hwm_kb(2 ** 22 + 12345) == 0   # no such process
 
@@ -103,3 +114,13 @@ def test_run_child_measures_its_own_peak_not_the_parents(tmp_path):
     assert 200 <= result.peak_mb < 400           # its own peak, freed before it exits
     assert result.wait4_maxrss_mb >= result.peak_mb
     assert result.max_descendants == 0
+    assert result.cpu_s < 1.0 and result.cpu_samples and result.cpu_samples[-1][1] <= result.cpu_s + 0.05
+
+
+def test_run_child_samples_the_cpu_time_of_a_busy_child(tmp_path):
+    code = "import time\nend = time.process_time() + 1.0\nwhile time.process_time() < end: pass\ntime.sleep(0.6)"
+    result = scale.run_child([sys.executable, "-c", code], str(tmp_path / "log"), "t", heartbeat=1e9)
+    assert result.returncode == 0
+    assert 1.0 <= result.cpu_s < 2.0
+    # the last sample, taken while it slept, has its whole second of busy CPU
+    assert 1.0 <= result.cpu_samples[-1][1] <= result.cpu_s + 0.05
