@@ -14,7 +14,8 @@
 `run`, `retrain` and `compile-kfp` take their settings from `--config movierec.yaml`
 (`movierec.config_file`) and flags, flags winning; `movierec --version` prints the
 installed version. The work is done by library modules: `movierec.runs` (inputs, lock,
-pipeline run), `movierec.config_file`, `movierec.summary`, `movierec.serving.client`.
+pipeline run), `movierec.config_file`, `movierec.summary` (what a run produced, from ML
+Metadata), `movierec.serving.served_models` (which models to serve), `movierec.serving.client`.
 
 Heavy modules (TensorFlow, TFX) are imported inside the commands that need them, so
 `movierec --help` and the data commands start fast.
@@ -411,6 +412,13 @@ def config_from_flags(argv: list[str]) -> PipelineConfig:
     return _build_config(_build_parser().parse_args(argv))[0]
 
 
+def settings_from_argv(argv: list[str]) -> dict:
+    """The settings (movierec.yaml's keys) `movierec <argv>` (run, retrain or compile-kfp
+    and its flags, --config included) resolves to: the command's defaults < the file < the
+    flags; for tools that take the commands' flags and choose some settings themselves."""
+    return _settings(_build_parser().parse_args(argv))
+
+
 def _cmd_run(args) -> int:
     from movierec import summary  # noqa: PLC0415
     from movierec.components.data import readers  # noqa: PLC0415
@@ -447,33 +455,14 @@ def _flag_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
-def _model_specs(args):
-    from movierec.serving import model_config  # noqa: PLC0415
-
-    if args.model_config_file:
-        return model_config.load_model_config(args.model_config_file)
-    if args.model_name or args.model_base_path:
-        if not (args.model_name and args.model_base_path):
-            raise ValueError("--model_name and --model_base_path go together")
-        return model_config.from_flags(args.model_name, args.model_base_path)
-    import tensorflow as tf  # noqa: PLC0415  (the serving root may be on an object store)
-
-    root = args.serving_root if "://" in args.serving_root else os.path.abspath(args.serving_root)
-    gfile = tf.io.gfile
-    children = [d.rstrip("/") for d in gfile.listdir(root)] if gfile.isdir(root) else []
-    names = sorted(d for d in children if gfile.isdir(os.path.join(root, d)))
-    if not names:
-        raise ValueError(f"no models to serve: {root} has no model folders (run `movierec run` first, "
-                         "or pass --model_config_file / --model_name and --model_base_path)")
-    return [model_config.ModelSpec(name=n, base_path=os.path.join(root, n)) for n in names]
-
-
 def _cmd_serve(args) -> int:
     import signal  # noqa: PLC0415
     import threading  # noqa: PLC0415
 
+    from movierec.serving.served_models import model_specs  # noqa: PLC0415
+
     try:
-        specs = _model_specs(args)
+        specs = model_specs(args.model_config_file, args.model_name, args.model_base_path, args.serving_root)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_DATA_ERROR
@@ -617,19 +606,16 @@ def _cmd_report(args) -> int:
     from movierec import summary  # noqa: PLC0415
 
     config = PipelineConfig.from_output_dir(".", args.output_dir)
-    found = False
-    for name in MODEL_NAMES:
-        latest = summary.latest_evaluation(config, name)
-        if latest is None:
-            continue
-        found = True
-        folder, result = latest
-        verdict = "BLESSED" if result["blessed"] else "NOT BLESSED"
-        print(f"{name}: {verdict} - {'; '.join(result['reasons'])}")
-        print(f"  {os.path.join(folder, 'report.html')}")
-    if not found:
-        print(f"no evaluation under {config.pipeline_root}: run `movierec run` first", file=sys.stderr)
+    try:
+        evaluations = [e for e in (summary.latest_evaluation(config, name) for name in MODEL_NAMES) if e]
+    except OSError as e:   # an evaluation recorded in ML Metadata whose files are gone
+        print(f"error: {e}", file=sys.stderr)
         return EXIT_DATA_ERROR
+    if not evaluations:
+        print(f"no evaluation in {config.metadata_path}: run `movierec run` first", file=sys.stderr)
+        return EXIT_DATA_ERROR
+    for evaluation in evaluations:
+        print("\n".join(line[2:] for line in summary.verdict_lines(evaluation)))
     effective = config_file.latest_effective(config.pipeline_root)
     if effective is not None:
         path, text = effective

@@ -6,10 +6,11 @@
 2. for each span in turn, the span folder "arrives" in the input folder and the run
    `movierec retrain` makes follows (`movierec.runs.run_once` with retrain's settings:
    window all spans so far, MF warm-started from the last blessed MF model; extra
-   `retrain` flags after `--`);
+   `retrain` flags, `--config FILE` included, after `--`);
 3. one more retrain with no new span shows that a repeat trains and pushes nothing.
-After each run it records the span, the ratings read, each model's evaluation, whether it
-was blessed, and which version is served; it prints them as a markdown table.
+After each run it records, from ML Metadata (`movierec.summary`, `movierec.metadata`),
+each model's evaluation, whether it was blessed, which version is served and how MF was
+warm-started; it prints them as a markdown table.
 
 Paths go through `tf.io.gfile` (imported on first use), so `--out` may be local or on any
 filesystem TensorFlow has registered (gs://, s3://, ...).
@@ -21,11 +22,11 @@ import json
 import posixpath
 import sys
 import time
+from typing import Any, Mapping
 
-from movierec import cli, runs, summary
+from movierec import config_file, runs, summary
 from movierec.components.data import spans
 from movierec.config import MODEL_NAMES, PipelineConfig
-from movierec import contract
 
 
 def _gfile():
@@ -45,27 +46,40 @@ def _copy_tree(src: str, dst: str) -> None:
 
 
 def newest_training_metrics(config: PipelineConfig, model_name: str) -> dict:
-    gfile = _gfile()
-    runs = gfile.glob(posixpath.join(config.pipeline_root, f"Trainer.{model_name}", "model_run", "*",
-                                     "training_metrics.json"))
-    if not runs:
+    """training_metrics.json of the newest successful `Trainer.<model_name>` execution (its
+    `model_run` artifact, from ML Metadata); {} when there is none."""
+    from movierec import metadata  # noqa: PLC0415  (lazy: ML Metadata and TFX)
+
+    store = metadata.open_store(config.metadata_path)
+    if store is None:
         return {}
-    newest = max(runs, key=lambda p: int(p.split("/")[-2]))
-    with gfile.GFile(newest, "r") as f:
+    model_run = metadata.latest_output(store, config.pipeline_name, f"Trainer.{model_name}", "model_run")
+    if model_run is None:
+        return {}
+    path = posixpath.join(model_run.uri, "training_metrics.json")   # training_data.write_run_metrics
+    if not _gfile().exists(path):
+        return {}
+    with _gfile().GFile(path, "r") as f:
         return json.loads(f.read())
 
 
-def outcome(config: PipelineConfig, label: str, before: dict, seconds: float) -> dict:
-    """What one retrain did, read back from its evaluation, trainer metrics and serving dirs."""
-    row = {"run": label, "seconds": round(seconds, 1), "models": {}}
+def outcome(config: PipelineConfig, label: str, before: dict, seconds: float, timings=()) -> dict:
+    """What one retrain did: its components' wall times (`timings`: the run's
+    progress.ComponentTiming), each model's newest evaluation and blessing, served version
+    and MF warm start, read back from ML Metadata."""
+    row = {"run": label, "seconds": round(seconds, 1),
+           "components": [{"component": t.component, "seconds": round(t.seconds, 1), "cached": t.cached}
+                          for t in timings],
+           "models": {}}
+    served_now = summary.served_versions(config, MODEL_NAMES)
     for name in MODEL_NAMES:
-        found = summary.latest_evaluation(config, name)
-        evaluation = found[1] if found else {}
-        served = contract.latest_version(config.serving_model_dir(name))
+        evaluation = summary.latest_evaluation(config, name)
+        candidate = evaluation.metrics.get("candidate", {}) if evaluation else {}
+        served = served_now[name]
         row["models"][name] = {
-            "rmse": evaluation.get("candidate", {}).get("rmse"),
-            "ndcg@10": evaluation.get("candidate", {}).get("ndcg@10"),
-            "blessed": evaluation.get("blessed"),
+            "rmse": candidate.get("rmse"),
+            "ndcg@10": candidate.get("ndcg@10"),
+            "blessed": evaluation.blessed if evaluation else None,
             "served_version": served,
             "new_version": served is not None and served != before.get(name),
             "warm_start": newest_training_metrics(config, name).get("warm_start"),
@@ -73,10 +87,17 @@ def outcome(config: PipelineConfig, label: str, before: dict, seconds: float) ->
     return row
 
 
-def run(data_dir: str, out_dir: str, n_spans: int = 3, run_args: list[str] | None = None,
+def retrain_config(data_dir: str, output_dir: str, settings: Mapping[str, Any] | None = None) -> PipelineConfig:
+    """The config `movierec retrain --data-dir <data_dir> --output-dir <output_dir>` runs with
+    `settings` (movierec.yaml's keys, e.g. {"mf": {"epochs": 20}}) on top of retrain's defaults."""
+    resolved = config_file.resolve(settings or {}, {"data_dir": data_dir, "output_dir": output_dir}, retrain=True)
+    return PipelineConfig.from_settings(resolved)
+
+
+def run(data_dir: str, out_dir: str, n_spans: int = 3, settings: Mapping[str, Any] | None = None,
         log=print) -> list[dict]:
-    """Runs the demo; returns one `outcome` row per retrain (the last one: the repeat)."""
-    run_args = list(run_args or [])
+    """Runs the demo with retrain `settings` (see `retrain_config`); returns one `outcome`
+    row per retrain (the last one: the repeat)."""
     gfile = _gfile()
     all_spans, inbox, output = (posixpath.join(out_dir, d) for d in ("spans", "input", "output"))
     if not gfile.isdir(all_spans):
@@ -85,8 +106,7 @@ def run(data_dir: str, out_dir: str, n_spans: int = 3, run_args: list[str] | Non
                 f"{time.strftime('%Y-%m-%d', time.gmtime(row['first']))} .. "
                 f"{time.strftime('%Y-%m-%d', time.gmtime(row['last']))}")
     gfile.makedirs(inbox)
-    # the settings `movierec retrain --data-dir <inbox> --output-dir <output> <run_args>` uses
-    config = cli.config_from_flags(["retrain", "--data-dir", inbox, "--output-dir", output, *run_args])
+    config = retrain_config(inbox, output, settings)
     rows = []
     schedule = [(f"span {s}", s) for s in spans.list_spans(all_spans)] + [("repeat (no new span)", None)]
     for label, span in schedule:
@@ -96,10 +116,10 @@ def run(data_dir: str, out_dir: str, n_spans: int = 3, run_args: list[str] | Non
         log(f"\n=== retrain: {label} ===")
         started = time.perf_counter()
         try:
-            runs.run_once(config, "retrain", say=log)
+            result = runs.run_once(config, "retrain", say=log)
         except Exception as e:
             raise RuntimeError(f"movierec retrain failed on {label}: {e}") from e
-        rows.append(outcome(config, label, before, time.perf_counter() - started))
+        rows.append(outcome(config, label, before, time.perf_counter() - started, result.timings))
     return rows
 
 
@@ -129,13 +149,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir", required=True, help="a MovieLens folder to cut into spans")
     p.add_argument("--out", default="outputs/retrain-demo", help="demo folder (default: %(default)s)")
     p.add_argument("--spans", type=int, default=3)
-    p.add_argument("run_args", nargs=argparse.REMAINDER, help="extra `movierec retrain` flags after --")
+    p.add_argument("run_args", nargs=argparse.REMAINDER,
+                   help="extra `movierec retrain` flags after -- (--config FILE included)")
     args = p.parse_args(argv)
+    from movierec import cli  # noqa: PLC0415  (the `retrain` flags after -- are the command line's)
+
     if _gfile().exists(args.out):
         print(f"error: {args.out} exists; remove it or pass another --out", file=sys.stderr)
         return cli.EXIT_DATA_ERROR
-    extra = [a for a in args.run_args if a != "--"]
-    rows = run(args.data_dir, args.out, args.spans, extra)
+
+    settings = cli.settings_from_argv(["retrain", *(a for a in args.run_args if a != "--")])
+    rows = run(args.data_dir, args.out, args.spans, settings)
     print("\n" + table(rows))
     with _gfile().GFile(posixpath.join(args.out, "retrain_demo.json"), "w") as f:
         f.write(json.dumps(rows, indent=2))

@@ -6,7 +6,7 @@ output-folder lock, the run log, and the cause of a failure.
   input_folders      the folders a config reads (one folder, or a window of span folders)
   check_inputs       read and check each input folder before TFX starts (file:line errors)
   lock_output_dir    one run at a time per output folder
-  run_pipeline       the LocalDagRunner run with per-component progress lines
+  run_pipeline       the LocalDagRunner run with per-component progress lines (from ML Metadata)
   run_once           all of it for one `run` / `retrain`: inputs checked, folder locked,
                      effective config saved, log opened, pipeline run
   data_problem       the DataError / AnomaliesFoundError behind a pipeline failure
@@ -182,11 +182,12 @@ class PipelineFailed(RuntimeError):
         super().__init__(f"error in {component or 'pipeline'}: {self.cause or error}")
 
 
-def run_pipeline(config: PipelineConfig, stream=None) -> list:
+def run_pipeline(config: PipelineConfig, stream=None) -> tuple[str | None, list]:
     """Runs the pipeline with LocalDagRunner; prints one progress line per component to
-    `stream` (default stdout) and returns their `progress.ComponentTiming`s. TFX's,
-    Beam's and TensorFlow's own log records go to the root logger (`setup_logging`).
-    A failure is a PipelineFailed naming the component."""
+    `stream` (default stdout), read from the run's ML Metadata (`progress.RunProgress`).
+    Returns (the run id, each component's `progress.ComponentTiming` in the order they
+    started). TFX's, Beam's and TensorFlow's own log records go to the root logger
+    (`setup_logging`). A failure is a PipelineFailed naming the component."""
     import absl.logging  # noqa: PLC0415
     import tensorflow as tf  # noqa: PLC0415
 
@@ -195,21 +196,20 @@ def run_pipeline(config: PipelineConfig, stream=None) -> list:
     tf.get_logger().handlers.clear()
     from movierec.pipeline import local_runner  # noqa: PLC0415
     from movierec.pipeline.pipeline import COMPONENT_IDS  # noqa: PLC0415
-    from movierec.progress import ComponentProgress  # noqa: PLC0415
+    from movierec.progress import RunProgress  # noqa: PLC0415
 
-    progress = ComponentProgress(COMPONENT_IDS, stream)
-    logging.getLogger().addHandler(progress)
+    progress = RunProgress(config.metadata_path, config.pipeline_name, len(COMPONENT_IDS), stream)
     try:
-        local_runner.run(config)
+        with progress:
+            local_runner.run(config)
     except Exception as e:  # noqa: BLE001 - re-raised with the component and the root cause
         raise PipelineFailed(progress.failed_component(), e) from e
-    finally:
-        logging.getLogger().removeHandler(progress)
-    return progress.timings
+    return progress.run_id, progress.timings
 
 
 @dataclasses.dataclass
 class RunResult:
+    run_id: str | None                 # the run's id in ML Metadata (its pipeline_run context)
     timings: list                      # progress.ComponentTiming per component, in run order
     served_before: dict                # model -> newest pushed version before the run (None: none)
     config_path: str                   # the saved effective config
@@ -243,11 +243,11 @@ def run_once(config: PipelineConfig, command: str = "run", say: Callable[[str], 
         say(f"  log: {log_path}")
         say("  loading TFX ...")
         try:
-            timings = run_pipeline(config)
+            run_id, timings = run_pipeline(config)
         except PipelineFailed as e:
             e.log_path = log_path
             raise
-    return RunResult(timings, before, config_path, log_path)
+    return RunResult(run_id, timings, before, config_path, log_path)
 
 
 def posix_basename(path: str) -> str:

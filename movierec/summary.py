@@ -1,16 +1,18 @@
 """The end-of-run summary: timings, the pushed model, its metrics, example recommendations.
 
-Paths go through `tf.io.gfile` (imported on first use), so the pipeline root and the
-serving base paths may be local or on any filesystem TensorFlow has registered.
+What a run produced is looked up in ML Metadata (`movierec.metadata`): the newest
+evaluation and blessing of each model's RankingEvaluator, the newest PushedModel of its
+Pusher; then the files those artifacts point at are read. Paths go through `tf.io.gfile`
+(imported on first use), so the pipeline root and the serving base paths may be local or
+on any filesystem TensorFlow has registered.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
 from movierec.config import PipelineConfig
-from movierec.progress import ComponentTiming
-from movierec import contract
 
 EXAMPLE_USERS = 3
 EXAMPLE_K = 5
@@ -30,14 +32,70 @@ def _read_json(path: str) -> dict | None:
         return json.loads(f.read())
 
 
-def pushed_model_info(base_path: str) -> tuple[str, dict] | None:
-    """(version folder, assets.extra/movierec.json) of the latest complete version."""
-    latest = contract.latest_version(base_path)
-    if latest is None:
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+    """A model's newest evaluation in ML Metadata: its RankingEvaluator's outputs."""
+    model: str
+    folder: str          # the evaluation artifact's URI: metrics.json, report.html, plots
+    blessed: bool        # the blessing artifact's `blessed` custom property
+    metrics: dict        # metrics.json: candidate, previous_blessed, baselines, reasons, ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Push:
+    """A model's newest push in ML Metadata: its AtomicPusher's PushedModel artifact."""
+    model: str
+    version: int         # the `pushed_version` custom property
+    folder: str          # `pushed_destination`: <serving root>/<model>/<version>
+    meta: dict           # the version's assets.extra/movierec.json (recommend.METADATA_FILE; {} when absent)
+
+
+def _store(config: PipelineConfig):
+    """The run's ML Metadata store (read-only); None before any run."""
+    from movierec import metadata  # noqa: PLC0415  (lazy: ML Metadata and TFX)
+
+    return metadata.open_store(config.metadata_path)
+
+
+def latest_evaluation(config: PipelineConfig, model_name: str) -> Evaluation | None:
+    """The newest successful `Evaluator.<model_name>` execution's evaluation (metrics.json
+    read from its artifact's URI) and blessing; None when the model has not been evaluated."""
+    from movierec import metadata  # noqa: PLC0415
+
+    store = _store(config)
+    if store is None:
         return None
-    folder = contract.version_dir(base_path, latest)
-    meta_path = os.path.join(folder, "assets.extra", "movierec.json")
-    return folder, _read_json(meta_path) or {}
+    node = f"Evaluator.{model_name}"
+    execution = metadata.latest_execution(store, config.pipeline_name, node)
+    if execution is None:
+        return None
+    [evaluation] = metadata.output_artifacts(store, execution.id, "evaluation") or [None]
+    [blessing] = metadata.output_artifacts(store, execution.id, "blessing") or [None]
+    if evaluation is None or blessing is None:
+        return None
+    from movierec.components.ranking_evaluator.executor import METRICS_FILE  # noqa: PLC0415
+
+    metrics = _read_json(os.path.join(evaluation.uri, METRICS_FILE))
+    if metrics is None:
+        raise FileNotFoundError(f"{node}'s evaluation {evaluation.uri} has no {METRICS_FILE}")
+    return Evaluation(model_name, evaluation.uri, bool(metadata.custom_property(blessing, "blessed", 0)), metrics)
+
+
+def latest_push(config: PipelineConfig, model_name: str) -> Push | None:
+    """The newest PushedModel of `Pusher.<model_name>` that pushed a model (`pushed` 1):
+    the version being served. None when nothing was pushed yet."""
+    from movierec import metadata  # noqa: PLC0415
+    from movierec.components.recommend import METADATA_FILE  # noqa: PLC0415
+
+    store = _store(config)
+    if store is None:
+        return None
+    for artifact in metadata.latest_outputs(store, config.pipeline_name, f"Pusher.{model_name}", "pushed_model"):
+        if metadata.custom_property(artifact, "pushed", 0):
+            folder = metadata.custom_property(artifact, "pushed_destination")
+            meta = _read_json(os.path.join(folder, METADATA_FILE)) or {}
+            return Push(model_name, int(metadata.custom_property(artifact, "pushed_version")), folder, meta)
+    return None
 
 
 def example_recommendations(model_dir: str, n_users: int = EXAMPLE_USERS, k: int = EXAMPLE_K) -> list[tuple[str, list[tuple[str, str, float]]]]:
@@ -62,20 +120,9 @@ def example_recommendations(model_dir: str, n_users: int = EXAMPLE_USERS, k: int
     return rows
 
 
-def latest_evaluation(config: PipelineConfig, model_name: str) -> tuple[str, dict] | None:
-    """(folder, metrics.json) of the newest evaluation of `model_name` in this pipeline root."""
-    root = os.path.join(config.pipeline_root, f"Evaluator.{model_name}", "evaluation")
-    gfile = _gfile()
-    names = [d.rstrip("/") for d in gfile.listdir(root)] if gfile.isdir(root) else []
-    for run in sorted((int(d) for d in names if d.isdigit()), reverse=True):
-        folder = os.path.join(root, str(run))
-        metrics = _read_json(os.path.join(folder, "metrics.json"))
-        if metrics is not None:
-            return folder, metrics
-    return None
-
-
 def evaluation_table(config: PipelineConfig, model_names: tuple[str, ...]) -> list[str]:
+    """The metrics table of each model's newest evaluation (candidate, last blessed model,
+    baselines) and each verdict with its reasons and report; [] when none was evaluated."""
     cols = [f"{m}@{k}" for k in config.evaluation.ks
             for m in ("ndcg", "precision", "recall", "map", "hit_rate", "coverage")] + ["rmse", "mae"]
     lines = ["", "Evaluation (eval split; ranking: train movies masked):",
@@ -85,39 +132,51 @@ def evaluation_table(config: PipelineConfig, model_names: tuple[str, ...]) -> li
         found = latest_evaluation(config, name)
         if not found:
             continue
-        folder, r = found
+        r = found.metrics
         rows.append((name, r["candidate"]))
         if r.get("previous_blessed"):
             rows.append((f"{name} (last blessed)", r["previous_blessed"]))
         baselines = [("popularity", r["baselines"]["popularity"]), ("bias baseline", r["baselines"]["bias_baseline"])]
-        verdicts.append(f"  {name}: {'BLESSED' if r['blessed'] else 'NOT BLESSED'} - " + "; ".join(r["reasons"]))
-        verdicts.append(f"    report: {os.path.join(folder, 'report.html')}")
+        verdicts += verdict_lines(found)
     for label, m in rows + baselines:
         lines.append("  " + f"{label:<22}" + "".join(f"{m[c]:>13.4f}" if c in m else f"{'':>13}" for c in cols))
     return lines + [""] + verdicts if verdicts else []
 
 
+def verdict_lines(evaluation: Evaluation) -> list[str]:
+    """`  mf: BLESSED - <reasons>` and the path of its report."""
+    from movierec.components.ranking_evaluator.executor import REPORT_FILE  # noqa: PLC0415
+
+    return [f"  {evaluation.model}: {'BLESSED' if evaluation.blessed else 'NOT BLESSED'} - "
+            + "; ".join(evaluation.metrics["reasons"]),
+            f"    report: {os.path.join(evaluation.folder, REPORT_FILE)}"]
+
+
 def served_versions(config: PipelineConfig, model_names: tuple[str, ...]) -> dict[str, int | None]:
-    """The newest complete pushed version of each model (None: nothing pushed yet)."""
-    return {name: contract.latest_version(config.serving_model_dir(name)) for name in model_names}
+    """The version of each model's newest push (`latest_push`; None: nothing pushed yet)."""
+    pushes = {name: latest_push(config, name) for name in model_names}
+    return {name: push.version if push else None for name, push in pushes.items()}
 
 
-def render(config: PipelineConfig, timings: list[ComponentTiming], total_seconds: float,
+def render(config: PipelineConfig, timings: list, total_seconds: float,
            model_names: tuple[str, ...] = ("mf", "content"),
            before: dict[str, int | None] | None = None) -> str:
-    """`before`: `served_versions` taken before the run, to tell new pushes from old ones."""
+    """The summary printed after a run: `timings` (progress.ComponentTiming per component,
+    from ML Metadata), each model's evaluation, and what each model serves now with its
+    training figures and example recommendations. `before`: `served_versions` taken before
+    the run, to tell new pushes from old ones."""
     lines = ["", "Components (wall time this run):"]
     for t in timings:
         lines.append(f"  {t.component:<24} {t.seconds:7.1f} s{'  (cached)' if t.cached else ''}")
     lines.append(f"  {'total (incl. start-up)':<24} {total_seconds:7.1f} s")
     lines += evaluation_table(config, model_names)
     for name in model_names:
-        info = pushed_model_info(config.serving_model_dir(name))
-        if info is None:
+        push = latest_push(config, name)
+        if push is None:
             lines.append(f"\nModel {name}: nothing pushed.")
             continue
-        folder, meta = info
-        if before is not None and before.get(name) == contract.latest_version(config.serving_model_dir(name)):
+        folder, meta = push.folder, push.meta
+        if before is not None and before.get(name) == push.version:
             lines.append(f"\nModel {name}: no new version this run; serving {folder}")
             continue
         lines.append(f"\nModel {name}: pushed {folder}")

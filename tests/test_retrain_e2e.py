@@ -4,6 +4,8 @@ retrain killed mid-way and re-run, and Beam's multi-processing DirectRunner.
 The retrain demo (`make retrain-demo` on ML-100k) runs here in CI size: a small synthetic
 dataset cut into 3 spans by time.
 """
+import contextlib
+import io
 import os
 import re
 import signal
@@ -14,8 +16,10 @@ import time
 import pytest
 from ml_metadata.proto import metadata_store_pb2
 
-from movierec import cli, retrain_demo
+from movierec import cli, metadata, retrain_demo
 from movierec.components.data import spans
+from movierec.config_file import parse_gate
+from movierec.pipeline.pipeline import COMPONENT_IDS
 from movierec.serving import versions
 from tests.conftest import mlmd_store
 
@@ -26,6 +30,10 @@ pytestmark = pytest.mark.slow
 # candidates' quality.
 RUN_ARGS = ["--epochs", "20", "--batch-size", "256", "--embedding-dim", "8",
             "--gate", "mf=ndcg@10:none", "--gate", "mf=rmse:none", "--gate", "content=ndcg@10:none"]
+# the same settings as movierec.yaml's keys, for the demo's library call
+SETTINGS = {"mf": {"epochs": 20, "batch_size": 256, "embedding_dim": 8},
+            "evaluation": {"overrides": tuple(parse_gate(g) for g in ("mf=ndcg@10:none", "mf=rmse:none",
+                                                                        "content=ndcg@10:none"))}}
 
 
 _store = mlmd_store
@@ -37,10 +45,49 @@ def dataset(small_synthetic):
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory, dataset):
+def demo_run(tmp_path_factory, dataset):
+    """The demo's rows and everything it printed (the runs' progress lines included)."""
     out = str(tmp_path_factory.mktemp("demo") / "retrain-demo")
-    rows = retrain_demo.run(dataset, out, n_spans=3, run_args=RUN_ARGS, log=lambda *a: None)
-    return out, rows
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        rows = retrain_demo.run(dataset, out, n_spans=3, settings=SETTINGS, log=print)
+    return out, rows, printed.getvalue()
+
+
+@pytest.fixture(scope="module")
+def demo(demo_run):
+    return demo_run[:2]
+
+
+def test_the_settings_are_those_of_the_retrain_flags(tmp_path):
+    inbox, output = str(tmp_path / "in"), str(tmp_path / "out")
+    assert retrain_demo.retrain_config(inbox, output, SETTINGS) == cli.config_from_flags(
+        ["retrain", "--data-dir", inbox, "--output-dir", output, *RUN_ARGS])
+
+
+def test_each_run_prints_one_progress_line_per_component_with_its_mlmd_time(demo_run):
+    """Every run's lines name each component once, numbered in the order they started, with
+    the wall time and cache state of its execution in ML Metadata."""
+    out, rows, printed = demo_run
+    store = _store(os.path.join(out, "output"))
+    runs = metadata.run_ids(store, "movierec")
+    sections = printed.split("=== retrain: ")[1:]
+    assert len(runs) == len(sections) == len(rows) == 4
+    n = len(COMPONENT_IDS)
+    line = re.compile(rf"^  \[(\d+)/{n}\] (\S+) \.\.\. done in ([\d.]+) s( \(cached\))?$", re.M)
+    for run_id, section in zip(runs, sections):
+        shown = line.findall(section)
+        executions = metadata.component_executions(store, "movierec", run_id)
+        assert [int(i) for i, *_ in shown] == list(range(1, n + 1)), section
+        assert sorted(name for _, name, *_ in shown) == sorted(COMPONENT_IDS)
+        assert [(name, seconds, bool(cached)) for _, name, seconds, cached in shown] == [
+            (e.node_id, f"{e.seconds:.1f}", e.cached) for e in executions]
+    for row, run_id in zip(rows, runs):   # the timings run_once returns: the same executions'
+        executions = metadata.component_executions(store, "movierec", run_id)
+        assert row["components"] == [{"component": e.node_id, "seconds": round(e.seconds, 1), "cached": e.cached}
+                                     for e in executions]
+    repeat = line.findall(sections[-1])
+    assert all(cached for _, name, _, cached in repeat if not name.startswith("LatestBlessed")), sections[-1]
 
 
 def test_each_span_is_read_with_its_window_and_recorded_in_metadata(demo):
