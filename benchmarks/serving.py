@@ -12,7 +12,7 @@ flight per client, keep-alive connections, a random known user per request) for
 its own connection (with `--workers N` the server spreads connections over the workers).
 The Python clients are asyncio tasks on one event loop (grpc.aio for gRPC, raw HTTP/1.1
 for REST): client threads would fight over the load generator's own GIL and add its
-switch delays (up to 5 ms) to the measured latency. With `--load-generator native` the
+thread-switch delays to the measured latency. With `--load-generator native` the
 load comes from generators in C instead, whose own CPU hardly competes with the
 server's: wrk (`benchmarks/wrk_predict.lua`, a random known user per request) for REST
 and h2load (nghttp2) for gRPC, which sends one request body, so one user (the first in

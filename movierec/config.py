@@ -46,7 +46,7 @@ class MFConfig:
     objective "mse" (the article): `l2` is applied per example to the embedding rows and
     biases a batch looks up (classic biased-MF regularisation, so updates stay sparse),
     added to the batch mean squared error; `epochs`, `batch_size`, `learning_rate` apply.
-    Defaults were chosen on ML-100k (80/20 random split: held-out RMSE about 0.92).
+    Defaults were chosen on ML-100k (80/20 random split, by held-out RMSE).
 
     objective "ials" (ranking, `components/mf/ials.py`): `ials_alpha0` weights every
     unobserved (user, movie) pair, `ials_reg` the frequency-scaled L2, `ials_iterations`
@@ -209,7 +209,7 @@ class PipelineConfig:
     # Beam's FnApiRunner, named: the DirectRunner would first try to download and start the
     # Prism runner. `--requirements_file=/dev/null`: the workers need nothing installed (they
     # run in this environment), which also stops TFX from re-packaging its whole
-    # installation as an sdist before every Beam component (~2.3 s each).
+    # installation as an sdist before every Beam component (seconds each).
     beam_pipeline_args: tuple[str, ...] = LOCAL_BEAM_ARGS
     mf: MFConfig = field(default_factory=MFConfig)
     content: ContentConfig = field(default_factory=ContentConfig)

@@ -3,8 +3,9 @@
 Concurrent Predict calls on the same servable and signature, with the same input aliases,
 equal scalar inputs (e.g. `k`) and equal trailing dimensions, are merged into one
 signature call along the batch dimension and the outputs are split back per request.
-One top-10 call on 8 users costs about 0.5 ms against 0.35 ms for one user, so under
-concurrency the server does several times less work per request.
+A top-10 call's cost is mostly per call, not per row, so a call on 8 users costs little
+more than a call on one: under concurrency the server does several times less work per
+request.
 
 `LoopBatcher` runs on the server's asyncio loop: requests that arrive within
 `timeout_micros` of a group's first one (0: those read in the same pass of the loop) are

@@ -6,8 +6,8 @@ request runs the SignatureDef's tensors by name through a cached C++ callable
 (`Session::MakeCallable`, as `CallableOptions`) per (signature, inputs fed, outputs
 fetched). Compared with calling the TF2 signature function this skips the eager call
 machinery, and compared with `Session.run` (which `Session.make_callable` falls back to
-whenever it has feeds) the Python-side feed and fetch handling: 0.35 ms against 0.9 ms a
-call for a top-10 request. The graph run happens outside Python's GIL.
+whenever it has feeds) the Python-side feed and fetch handling, which for a top-10 request
+costs more than the graph run itself. The graph run happens outside Python's GIL.
 
 `Servable.predict(signature_name, inputs, output_filter)` follows TF Serving's Predict:
 an empty signature name means `serving_default`; an unknown signature is
@@ -124,8 +124,8 @@ def session_config() -> tf.compat.v1.ConfigProto:
 
     A top-k request is a few hundred microseconds of small ops: handing them to TF's shared
     thread pools costs more than it saves, and the pools' spinning workers take CPU from
-    the front ends on a small machine (measured: about 15% less CPU per call, same wall
-    time at batch 1). Concurrency comes from concurrent requests instead.
+    the front ends on a small machine (one thread: less CPU per call, same wall time at
+    batch 1). Concurrency comes from concurrent requests instead.
     """
     return tf.compat.v1.ConfigProto(intra_op_parallelism_threads=1, inter_op_parallelism_threads=-1)
 

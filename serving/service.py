@@ -5,9 +5,9 @@ call runs live here; the front ends only translate wire formats.
 
 Where a model call runs (`predict_async`, from the server's asyncio loop): a call of at most
 `inline_max_rows` rows runs on the loop itself, a bigger one in a model thread. Handing a
-call to a thread and back costs 0.2-0.4 ms of CPU (thread wake-ups and GIL hand-offs),
-as much as the top-10 call itself (0.35 ms); a big call on the loop would hold up every
-other request, so it goes to a thread, where the graph runs outside the GIL.
+call to a thread and back costs CPU (thread wake-ups and GIL hand-offs) of the order of the
+top-10 call itself; a big call on the loop would hold up every other request, so it goes
+to a thread, where the graph runs outside the GIL.
 
 Fair admission: at most `Limits.max_concurrent_requests` requests hold a slot at once, and
 at most `Limits.max_requests_per_connection` of them from one connection (the front ends

@@ -410,8 +410,8 @@ def _float32(v: float):
 
 
 def _map_nested(fn, arr: np.ndarray):
-    """`arr.tolist()` with `fn` applied to each element, as a numpy scalar (np.vectorize
-    costs ~20 us a call; a response has several small outputs)."""
+    """`arr.tolist()` with `fn` applied to each element, as a numpy scalar (np.vectorize has
+    a fixed cost per call that outweighs the work on a response's several small outputs)."""
     return _nest([fn(v) for v in arr.reshape(-1)], arr.shape)
 
 

@@ -443,9 +443,9 @@ def fit(user_idx, movie_idx, rating, num_users: int, num_movies: int, *, dim: in
 
     The defaults (d = 10, 100 samples from 450 sweeps, implicit "both"; pass movie_genres) were
     chosen on validation splits carved from the ML-100k train parts (80/20 and u1.base):
-    implicit "both" gained ~0.013 RMSE, genres ~0.005 more; d from 8 to 24 were within
-    ~0.002; keeping every 4th sweep matched keeping all of them at a quarter of the export
-    width (S * d = 1000).
+    implicit "both" lowered the validation RMSE most, genres a little more; d from 8 to 24
+    made little difference; keeping every 4th sweep matched keeping all of them at a quarter
+    of the export width (S * d = 1000). `benchmarks/tune_mf.py` re-runs the sweep.
     """
     started = time.perf_counter()
     dim = _positive_int(dim, "dim")

@@ -3,8 +3,8 @@
 After the one read of the Transform output, an epoch is a numpy permutation of row
 indices, cut into batches inside the graph (`train.make_epoch`); each step gathers its
 batch from these tensors. No TFRecord parsing and no per-element tf.data work per epoch
-(a tf.data shuffle buffer over individual ratings cost ~10 ms per 4096-batch, more than
-the step itself).
+(a tf.data shuffle buffer over individual ratings costs more per batch than the step
+itself).
 """
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ list at a time by TensorFlow's C++ TFRecordWriter (`_WriteBatches`, one file per
 without TFX's `Reshuffle` (a GroupByKey over every example, there so that a distributed
 runner spreads the writes over workers; in one process it only costs a copy of every
 example) and without a Beam element per example (Beam's per-element work and its
-per-record GZIP calls in Python were most of the component's time). With any other runner
+per-record GZIP calls in Python would be most of the component's time). With any other runner
 the lists are unbatched into one element per example and TFX's `Do` writes them (with
 its Reshuffle, on the workers). Split names and artifact properties are TFX's either way.
 """
