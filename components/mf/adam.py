@@ -10,8 +10,8 @@ correction, epsilon outside the square root):
     w      <- w - lr_t m / (sqrt(v) + epsilon)
 
 (tested against `keras.optimizers.Adam`). What it saves is overhead: Keras' optimizer
-traces ~1 s of Python per `tf.function` and adds dozens of small ops per step; here a step
-is a few ops per variable and traces in milliseconds, which lets `train.fit` put an
+runs a lot of Python when a `tf.function` is traced and adds dozens of small ops per step;
+here a step is a few ops per variable and traces quickly, which lets `train.fit` put an
 epoch's steps in one `tf.while_loop`.
 
 Sparse gradients (`tf.IndexedSlices`, from embedding lookups) are applied lazily, as in
