@@ -21,7 +21,7 @@ import os
 import sys
 import threading
 import time
-from typing import Callable, TextIO
+from typing import TextIO
 
 from movierec import metadata
 
@@ -44,18 +44,15 @@ class RunProgress:
             LocalDagRunner().run(...)
         progress.timings   # ComponentTiming per component, in the order they started
 
-    `open_store` opens the store, None while there is no store file yet (default:
-    `metadata.open_store` trying each call once: a locked store waits for the next poll
-    rather than holding this one up with retries).
+    The store is opened with each call tried once (`metadata.open_store`): a locked store
+    waits for the next poll rather than holding this one up with MLMD's retries.
     """
 
     def __init__(self, metadata_path: str, pipeline_name: str, component_count: int,
-                 stream: TextIO | None = None, poll_seconds: float = POLL_SECONDS,
-                 open_store: Callable[[str], object] | None = None):
+                 stream: TextIO | None = None, poll_seconds: float = POLL_SECONDS):
         self.metadata_path, self.pipeline_name = metadata_path, pipeline_name
         self.component_count, self.poll_seconds = component_count, poll_seconds
         self.stream = stream or sys.stdout
-        self._open_store = open_store or (lambda path: metadata.open_store(path, attempts=1))
         self._store = None
         self.run_id: str | None = None
         self._earlier_runs: set[str] | None = None  # None: not known (see `start`)
@@ -108,7 +105,7 @@ class RunProgress:
         cannot be read now (locked by the writer, schema not yet created)."""
         try:
             if self._store is None:
-                self._store = self._open_store(self.metadata_path)
+                self._store = metadata.open_store(self.metadata_path, attempts=1)
             return None if self._store is None else query(self._store)
         except Exception as e:  # noqa: BLE001 - progress must never stop the run; the next poll retries
             from ml_metadata import errors  # noqa: PLC0415
