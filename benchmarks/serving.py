@@ -201,10 +201,13 @@ NATIVE_TOOLS = ("wrk", "h2load")
 
 
 def server_failures(rest_port: int) -> int:
-    """Requests the server counted with a status other than OK, so far (all models)."""
+    """Requests the server counted with a status other than OK or CANCELLED, so far (all
+    models). CANCELLED: calls h2load still had in flight when its run ended and it closed
+    its connections, not answers it got."""
     text = urllib.request.urlopen(f"http://127.0.0.1:{rest_port}/monitoring/prometheus/metrics", timeout=10).read()
     return sum(int(float(line.rsplit(" ", 1)[1])) for line in text.decode().splitlines()
-               if line.startswith(":tensorflow:serving:request_count{") and 'status="OK"' not in line)
+               if line.startswith(":tensorflow:serving:request_count{")
+               and 'status="OK"' not in line and 'status="CANCELLED"' not in line)
 
 
 def run_wrk(rest_port, model, users_file, concurrency, seconds):
