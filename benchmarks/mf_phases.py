@@ -66,6 +66,7 @@ def module_at(rev: str, name: str):
         f.write(source)
     spec = importlib.util.spec_from_file_location(f"{name}_at_rev", path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module      # dataclasses look their module up while the class is built
     spec.loader.exec_module(module)
     return module
 

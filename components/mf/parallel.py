@@ -3,16 +3,27 @@
 The iALS and Gibbs sweeps spend their time in numpy calls that release the GIL (fancy-index
 gathers, batched matmul, batched LAPACK factorisations), on groups of rows that are
 independent and write disjoint slices of their outputs. Running those groups on a thread
-pool uses every core the process may use (OpenBLAS runs such small [E, n, d] products
-single-threaded) and leaves the results bit-identical whatever the scheduling.
+pool uses every core the process may use and leaves the results bit-identical whatever the
+scheduling. While the pool runs, BLAS/LAPACK are held to one thread each (threadpoolctl):
+a multi-threaded OpenBLAS on thousands of small [d, d] factorisations spends more time
+synchronising its threads than computing (measured 2-4x slower on 2 cores, with or
+without the pool), so the parallelism is over groups, never inside one small call.
 """
 from __future__ import annotations
 
+import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterable, TypeVar
 
+from threadpoolctl import ThreadpoolController
+
 T = TypeVar("T")
+
+
+@functools.lru_cache(maxsize=1)
+def _controller() -> ThreadpoolController:
+    return ThreadpoolController()    # inspects the loaded BLAS libraries once
 
 
 def workers() -> int:
@@ -24,17 +35,18 @@ def workers() -> int:
 
 
 def run_all(fn: Callable[[T], None], items: Iterable[T]) -> None:
-    """fn(item) for every item, on `workers()` threads (inline when there is one); the first
-    exception raised by any call is raised here."""
+    """fn(item) for every item, on `workers()` threads (inline when there is one), with
+    single-threaded BLAS meanwhile; the first exception raised by any call is raised here."""
     items = list(items)
     n = workers()
-    if n == 1 or len(items) < 2:
-        for item in items:
-            fn(item)
-        return
-    with ThreadPoolExecutor(max_workers=min(n, len(items))) as pool:
-        for _ in pool.map(fn, items):
-            pass
+    with _controller().limit(limits=1, user_api="blas"):
+        if n == 1 or len(items) < 2:
+            for item in items:
+                fn(item)
+            return
+        with ThreadPoolExecutor(max_workers=min(n, len(items))) as pool:
+            for _ in pool.map(fn, items):
+                pass
 
 
 def chunks(total: int, parts: int | None = None) -> list[slice]:
