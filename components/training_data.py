@@ -5,8 +5,9 @@ so every epoch after the first read is pure tensor work: the input pipeline neve
 re-parses TFRecords.
 
 Shapes: for n ratings, U known users, N known movies (vocabulary sizes) and G genres,
-`Interactions` holds user_idx/movie_idx int64 [n] (OOV = U / N), rating float32 [n],
-timestamp int64 [n]; `Catalog` holds movie_ids [N], titles [N], genre_names [G] and the
+`Interactions` holds user_idx/movie_idx int64 [n] (OOV = U / N), rating float32 [n] (NaN for
+implicit events), timestamp int64 [n], weight float32 [n] (an event's weight, 1 unless
+declared); `Catalog` holds movie_ids [N], titles [N], genre_names [G] and the
 multi-hot genre matrix float32 [N, G].
 """
 from __future__ import annotations
@@ -36,6 +37,17 @@ class Interactions:
     title: np.ndarray
     genre_row_splits: np.ndarray
     genre_values: np.ndarray
+    # float32 [n]: each event's weight (Transform's `weight`: 1 unless the dataset declares
+    # one; repeated implicit events of a pair add up); None when built: all ones
+    weight: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        weight = (np.ones(len(self.rating), np.float32) if self.weight is None
+                  else np.asarray(self.weight, np.float32))
+        if weight.shape != (len(self.rating),):
+            raise ValueError(f"weight must have one value per interaction ({len(self.rating)}), "
+                             f"got shape {weight.shape}")
+        object.__setattr__(self, "weight", weight)
 
     def __len__(self) -> int:
         return len(self.rating)
@@ -54,6 +66,7 @@ class Interactions:
             title=np.concatenate([p.title for p in parts]),
             genre_row_splits=np.concatenate(splits),
             genre_values=np.concatenate([p.genre_values for p in parts]),
+            weight=np.concatenate([p.weight for p in parts]),
         )
 
 
@@ -78,6 +91,9 @@ def transformed_feature_spec() -> dict:
         features.MOVIE_IDX: tf.io.FixedLenFeature([], tf.int64),
         features.RATING: tf.io.FixedLenFeature([], tf.float32),
         features.TIMESTAMP: tf.io.FixedLenFeature([], tf.int64),
+        # Transform always writes it (1 where the dataset declares none); the default reads
+        # examples transformed before it existed
+        features.WEIGHT: tf.io.FixedLenFeature([], tf.float32, default_value=1.0),
         features.TITLE: tf.io.FixedLenFeature([], tf.string),
         features.GENRE_IDS: tf.io.RaggedFeature(tf.int64),
     }
@@ -112,6 +128,7 @@ def read_interactions(file_patterns: Iterable[str]) -> Interactions:
             title=batch[features.TITLE].numpy(),
             genre_row_splits=genres.row_splits.numpy(),
             genre_values=genres.flat_values.numpy(),
+            weight=batch[features.WEIGHT].numpy(),
         ))
     if not parts:
         raise ValueError(f"transformed examples {files} hold no ratings")

@@ -117,6 +117,21 @@ def test_bias_baseline_by_hand():
     assert bu[1] == 0 and bm[2] == 0  # OOV rows
 
 
+def test_bias_baseline_only_for_rated_data_and_no_threshold_for_implicit_events():
+    # rated: the bias model by hand (l2 = 0): mu = 3, movie biases +1 / -1; eval (0, 0) rated 5 -> error 1
+    train = interactions([0, 0], [0, 1], [4.0, 2.0])
+    rated = ev.eval_data(train, interactions([0], [0], [5.0]), ["u0"], ["m0", "m1"])
+    errors = ev.rating_baselines(rated, EvalConfig(bias_l2=0.0))["bias_baseline"]
+    assert errors["rmse"] == pytest.approx(1.0) and errors["mae"] == pytest.approx(1.0)
+    # implicit events (NaN ratings): no bias baseline, and a rating threshold is refused by name
+    nan = float("nan")
+    events, held_out = interactions([0, 0], [0, 1], [nan, nan]), interactions([0], [0], [nan])
+    assert ev.rating_baselines(ev.eval_data(events, held_out, ["u0"], ["m0", "m1"]), EvalConfig()) == {}
+    with pytest.raises(ValueError, match=r"evaluation.rating_threshold=4.0 selects relevant eval ratings, and "
+                                         r"this dataset has none \(implicit events\)"):
+        ev.eval_data(events, held_out, ["u0"], ["m0", "m1"], rating_threshold=4.0)
+
+
 def test_popularity_baseline_masks_train_movies():
     train = interactions([0, 1, 1, 2], [0, 0, 1, 2], [5, 5, 5, 5])
     data = ev.EvalData(train, train, ["u0", "u1", "u2"], ["a", "b", "c", "d"], np.array([0, 2]),

@@ -1,6 +1,7 @@
 """Implicit events (a declared dataset without ratings) through the real stages after
 ExampleGen: the fitted schema, tf.Transform (Beam, in memory) with `preprocessing_fn`, both
 Trainers' `run_fn`, and the evaluator's metrics and gate."""
+import dataclasses
 import glob
 import os
 import types
@@ -120,6 +121,10 @@ def test_transform_gives_nan_ratings_and_the_weights(run):
     # 20 users x 5 train views; a view is doubled when (n + i) % 3 == 0, i != n % 6
     doubled = sum(1 for n in range(10) for i in range(6) if i != n % 6 and (n + i) % 3 == 0) * 2
     assert weights.count(2.0) == doubled and weights.count(1.0) == 100 - doubled
+    # the trainers read them: Interactions.weight, what the content profiles sum
+    assert sorted(train.weight.tolist()) == sorted(weights)
+    from movierec.components.content.trainer import event_strength
+    np.testing.assert_array_equal(event_strength(train, rated=False), train.weight)
 
 
 def test_mf_of_implicit_events_has_no_rating_signature(run):
@@ -146,6 +151,7 @@ def test_evaluation_export_ranks_the_held_out_view_first_and_passes_the_gate(run
     data = evaluator.eval_data(train, evaluation, *vocab)
     config = EvalConfig(ks=(1, 10))
     segs = evaluator.segments(data)
+    assert evaluator.rating_baselines(data, config) == {}     # no ratings: no bias baseline
     pop = evaluator.list_metrics(evaluator.popularity_top_k(data, 10), data, config.ks, segs)
     for model in ("mf", "content"):
         candidate, top = evaluator.evaluate_model(os.path.join(run.models, model), data, config, segs)
@@ -178,3 +184,19 @@ def test_rating_objectives_are_refused_for_implicit_events():
     assert (config.objective, scale) == ("ials", None) and (fitted.rating == 1.0).all()
     rated = interactions(PAIRS, [3.0] * (len(PAIRS) - 1) + [5.0])
     assert implicit_or_rated(mf_config_from_dict({}), rated)[2] == (3.0, 5.0)
+
+
+def test_interactions_weight_defaults_to_one_and_is_concatenated():
+    from movierec.components.content.trainer import event_strength
+    from tests.mf_fixtures import interactions
+
+    plain = interactions([(0, 0), (0, 1)], [4.0, 2.0])
+    np.testing.assert_array_equal(plain.weight, [1.0, 1.0])
+    weighted = dataclasses.replace(plain, weight=np.array([3.0, 0.5]))
+    assert weighted.weight.dtype == np.float32
+    both = training_data.Interactions.concat([plain, weighted])
+    np.testing.assert_array_equal(both.weight, [1.0, 1.0, 3.0, 0.5])
+    np.testing.assert_array_equal(event_strength(weighted, rated=False), [3.0, 0.5])
+    np.testing.assert_array_equal(event_strength(weighted, rated=True), [4.0, 2.0])
+    with pytest.raises(ValueError, match=r"weight must have one value per interaction \(2\), got shape \(3,\)"):
+        dataclasses.replace(plain, weight=np.ones(3))

@@ -57,5 +57,4 @@ def event_strength(train: training_data.Interactions, rated: bool) -> np.ndarray
     event counts like a rating of its weight."""
     if rated:
         return train.rating
-    weight = getattr(train, "weight", None)   # the transformed weight, once the trainer inputs carry it
-    return np.ones_like(train.rating) if weight is None else np.asarray(weight, np.float32)
+    return train.weight

@@ -98,10 +98,17 @@ def load_eval_data(examples_uri: str, transform_uri: str, rating_threshold: floa
 
 def eval_data(train: training_data.Interactions, evaluation: training_data.Interactions,
               user_vocab: list[str], movie_vocab: list[str], rating_threshold: float | None = None) -> EvalData:
-    """Relevance per known user (their eval movies) and their train movies (to mask)."""
+    """Relevance per known user (their eval movies) and their train movies (to mask).
+
+    rating_threshold: only eval ratings >= it are relevant; implicit events (no ratings)
+    have nothing to compare with it, so a threshold is refused for them (ValueError)."""
     u_count, m_count = len(user_vocab), len(movie_vocab)
     keep = evaluation.user_idx < u_count
     if rating_threshold is not None:
+        if not (features.has_ratings(train.rating) and features.has_ratings(evaluation.rating)):
+            raise ValueError(f"evaluation.rating_threshold={rating_threshold!r} selects relevant eval ratings, "
+                             "and this dataset has none (implicit events): leave rating_threshold unset, "
+                             "every held-out event is relevant")
         keep &= evaluation.rating >= rating_threshold
     rel: dict[int, set] = {}
     for n, (u, m) in enumerate(zip(evaluation.user_idx[keep], evaluation.movie_idx[keep])):
@@ -227,6 +234,18 @@ def beats(value: float, base: float, lower_is_better: bool) -> bool:
     return value < base - margin if lower_is_better else value > base + margin
 
 
+def rating_baselines(data: EvalData, config: EvalConfig) -> dict:
+    """{"bias_baseline": its rating errors on the eval ratings} (global mean + ridge user and
+    movie biases, clipped to the train ratings' range), or {} for implicit events: with no
+    ratings there is nothing for it to predict, and rating rules do not gate."""
+    if not features.has_ratings(data.train.rating):
+        return {}
+    mu, bu, bm = fit_bias_baseline(data.train, len(data.user_vocab), len(data.movie_vocab), config.bias_l2)
+    lo, hi = float(data.train.rating.min()), float(data.train.rating.max())
+    bias_pred = np.clip(mu + bu[data.eval.user_idx] + bm[data.eval.movie_idx], lo, hi)
+    return {"bias_baseline": rating_errors(bias_pred, data.eval.rating)}
+
+
 def decide(config: EvalConfig, candidate: dict, baselines: dict, previous: dict | None) -> tuple[bool, list[str]]:
     """(blessed, one line per rule with both numbers), over `config.rules` in order.
 
@@ -325,10 +344,7 @@ class Executor(base_executor.BaseExecutor):
         lists = {name: lists}
         pop_top = popularity_top_k(data, max(config.ks))
         pop = list_metrics(pop_top, data, config.ks, segs)
-        mu, bu, bm = fit_bias_baseline(data.train, len(data.user_vocab), len(data.movie_vocab), config.bias_l2)
-        lo, hi = float(data.train.rating.min()), float(data.train.rating.max())
-        bias_pred = np.clip(mu + bu[data.eval.user_idx] + bm[data.eval.movie_idx], lo, hi)
-        baselines = {"popularity": pop, "bias_baseline": rating_errors(bias_pred, data.eval.rating)}
+        baselines = {"popularity": pop, **rating_baselines(data, config)}
         previous = None
         if baseline:
             previous, lists["last blessed"] = evaluate_model(baseline[0].uri, data, config, segs)
