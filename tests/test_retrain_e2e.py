@@ -140,15 +140,13 @@ def test_a_repeat_with_no_new_span_pushes_nothing_and_retrains_nothing(demo):
     for name in ("mf", "content"):
         assert not repeat["models"][name]["new_version"]
         assert repeat["models"][name]["served_version"] == last["models"][name]["served_version"]
-    # the repeat's pipeline run reused every execution (cache hit on the unchanged spans)
+    # the repeat's pipeline run reused every execution (cache hit on the unchanged spans);
+    # the Resolvers always run (they only look up the last blessed model)
     store = _store(os.path.join(out, "output"))
-    types = {t.id: t.name.split(".")[-1] for t in store.get_execution_types()}
-    runs = sorted(store.get_contexts_by_type("pipeline_run"), key=lambda c: c.create_time_since_epoch)
-    last_run = {types[e.type_id]: metadata_store_pb2.Execution.State.Name(e.last_known_state)
-                for e in store.get_executions_by_context(runs[-1].id)}
-    for component in ("MovieLensExampleGen", "StatisticsGen", "Transform", "Trainer",
-                      "RankingEvaluator", "AtomicPusher"):
-        assert last_run.get(component) == "CACHED", last_run
+    last_run = {e.node_id: e.state for e in metadata.component_executions(store, "movierec")}
+    assert sorted(last_run) == sorted(COMPONENT_IDS)
+    for component in COMPONENT_IDS:
+        assert last_run[component] == ("COMPLETE" if component.startswith("LatestBlessed.") else "CACHED"), last_run
     assert "repeat" in retrain_demo.table(rows)
 
 
@@ -209,12 +207,12 @@ def test_a_retrain_killed_at_every_stage_completes_when_run_again(tmp_path, data
     assert len(versions.list_versions(os.path.join(serving, "mf"))) == 1
     assert len(versions.list_versions(os.path.join(serving, "content"))) == 1
     store = _store(out)
-    types = {t.id: t.name.split(".")[-1] for t in store.get_execution_types()}
-    states: dict = {}
-    for e in store.get_executions():
-        states.setdefault(types[e.type_id], []).append(metadata_store_pb2.Execution.State.Name(e.last_known_state))
+    states: dict = {}   # node id -> the state of its execution in each run, oldest run first
+    for run_id in metadata.run_ids(store, "movierec"):
+        for e in metadata.component_executions(store, "movierec", run_id):
+            states.setdefault(e.node_id, []).append(e.state)
     # trained to completion once each (in the third attempt), reused from the cache afterwards
-    assert sorted(states["Trainer"]).count("COMPLETE") == 2, states
+    assert states["Trainer.mf"].count("COMPLETE") == 1 and states["Trainer.content"].count("COMPLETE") == 1, states
     assert states["Transform"].count("COMPLETE") == 1, states
     # the killed attempts left their executions unfinished; none of them is reported complete
     assert set(sum(states.values(), [])) <= {"COMPLETE", "CACHED", "RUNNING", "NEW"}, states
