@@ -58,7 +58,7 @@ class ComponentExecution:
 
     @property
     def seconds(self) -> float:
-        """Wall time from start to the last update (to now's last poll while running)."""
+        """Wall time from the start to the last state change (for a finished execution: its end)."""
         return self.updated - self.started
 
 
