@@ -420,6 +420,7 @@ def settings_from_argv(argv: list[str]) -> dict:
 
 
 def _cmd_run(args) -> int:
+    _quiet_tensorflow("2")   # the console shows progress lines; TF, TFX and Beam log to the run's log
     from movierec import summary  # noqa: PLC0415
     from movierec.components.data import readers  # noqa: PLC0415
 
@@ -530,14 +531,16 @@ def _list_length(text: str) -> int:
                                          "(and at most the model's max_k)") from None
 
 
-def _quiet_tensorflow() -> None:
-    """The gRPC client loads TensorFlow (the TF Serving protos need it): before it does,
-    silence its C++ start-up messages (CUDA, oneDNN, TF-TRT) and the FutureWarnings of the
-    Google libraries it pulls in, which a command printing recommendations does not want."""
+def _quiet_tensorflow(level: str = "3") -> None:
+    """Before TensorFlow loads: its C++ messages below `level` (TF_CPP_MIN_LOG_LEVEL: "2"
+    keeps errors, "3" drops them too) and the FutureWarnings of the Google libraries it
+    pulls in stay off the console. They bypass Python logging, so they would land between
+    the lines a command prints (CUDA and oneDNN notices at start-up, tf.data's end-of-input
+    warnings during training). A TF_CPP_MIN_LOG_LEVEL the user set is kept."""
     import warnings  # noqa: PLC0415
 
     if "tensorflow" not in sys.modules:
-        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", level)
     warnings.filterwarnings("ignore", category=FutureWarning)
 
 

@@ -95,8 +95,8 @@ _CONTENT_DTYPES = {v: k for k, v in _DTYPES.items()}
 
 
 def tensor_to_ndarray(proto) -> np.ndarray:
-    """TensorProto -> numpy, as tf.make_ndarray but without its per-call overhead (about
-    40 us a tensor) for the common forms: one value per element in the dtype's repeated
+    """TensorProto -> numpy, as tf.make_ndarray but without its per-call overhead (it goes
+    through TensorFlow's dtype and shape machinery for every tensor) for the common forms: one value per element in the dtype's repeated
     field, or `tensor_content`. Any other form (fewer values than elements, which TF pads
     with the last one; other dtypes; a malformed tensor) goes through tf.make_ndarray."""
     shape = [d.size for d in proto.tensor_shape.dim]

@@ -110,7 +110,8 @@ class ModelServer:
         except BaseException:   # nothing half-started is left behind: sockets, loop, threads
             self.stop()
             raise
-        # Everything alive now (TensorFlow's modules, the loaded graphs: ~400k objects) moves
+        # Everything alive now (TensorFlow's modules, the loaded graphs: hundreds of
+        # thousands of objects) moves
         # out of the garbage collector's reach: a full collection over it is a pause every
         # request in flight would wait out.
         gc.freeze()

@@ -163,12 +163,18 @@ def test_effective_config_round_trips(tmp_path):
 
 
 def test_report_shows_the_latest_runs_config(tmp_path, capsys):
-    """A run's folder with one evaluation and two saved configs: report shows the newer."""
+    """A run with one evaluation (recorded in ML Metadata) and two saved configs: report
+    shows the newer config."""
+    from tests.mlmd_fixtures import HandMadeStore
     out = tmp_path / "out"
     evaluation = out / "pipeline" / "Evaluator.mf" / "evaluation" / "3"
     evaluation.mkdir(parents=True)
     (evaluation / "metrics.json").write_text('{"blessed": true, "reasons": ["ndcg@10 0.2 > popularity 0.1"]}')
     config = PipelineConfig.from_output_dir("/data", str(out))
+    made = HandMadeStore(config.metadata_path)
+    made.execution("run-1", "Evaluator.mf", "COMPLETE", 0, 1000, {
+        "evaluation": [made.artifact("ModelEvaluation", str(evaluation))],
+        "blessing": [made.artifact("ModelBlessing", f"{out}/pipeline/Evaluator.mf/blessing/3", blessed=1)]})
     config_file.save_effective(dataclasses.replace(config, max_k=11), "run", when=0)
     config_file.save_effective(dataclasses.replace(config, max_k=12), "run", when=60)
     assert cli.main(["report", "--output-dir", str(out)]) == 0
