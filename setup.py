@@ -22,6 +22,7 @@ INSTALL_REQUIRES = [
     "tfx[kfp]==1.16.0",
     "tensorflow",
     "tensorflow-transform",
+    "tensorflow-data-validation",        # StatisticsGen's statistics options
     "tensorflow-metadata",
     "tfx-bsl",
     "ml-metadata",
@@ -36,6 +37,7 @@ INSTALL_REQUIRES = [
     "prometheus-client",                # `movierec serve` metrics
     "numpy",
     "scipy",
+    "threadpoolctl",                    # BLAS held to one thread while the MF solvers' row groups run
     "pyarrow",
     "matplotlib",                       # the evaluation report's plots
     "pyyaml",                           # movierec.yaml
