@@ -53,6 +53,28 @@ def test_read_window_newest_rating_wins_and_is_counted(tmp_path, caplog):
     assert len(list(executor.read_window(spans.window_dirs(base, 2, 1), 0))) == 2
 
 
+def test_read_window_sums_implicit_events_over_spans(tmp_path):
+    """Declared implicit data (views, a weight column): a (user, item) viewed in two spans
+    is one interaction weighing both spans' sums, with the newest span's timestamp, as
+    repeated views within one file are read."""
+    base = tmp_path / "in"
+    decl = ("interactions:\n  path: views.csv\n"
+            "  columns: {user: visitor, item: sku, timestamp: seen_at, weight: seconds}\n")
+    views = {1: "ana,K-1,100,1\nbob,K-1,110,4\n",
+             2: "ana,K-1,200,2\nana,K-2,210,5\n"}
+    for span, rows in views.items():
+        write(os.path.join(base, f"span-{span}", "movierec-data.yaml"), decl)
+        write(os.path.join(base, f"span-{span}", "views.csv"), "visitor,sku,seen_at,seconds\n" + rows)
+    got = sorted((r.user_id, r.movie_id, r.rating, r.weight, r.timestamp) for r in executor.read_window(
+        spans.window_dirs(str(base), 2, 0), max_bad_records=0))
+    # (ana, K-1): 1 in span 1 + 2 in span 2 = 3, at span 2's time 200
+    assert got == [("ana", "K-1", None, 3.0, 200), ("ana", "K-2", None, 5.0, 210),
+                   ("bob", "K-1", None, 4.0, 110)]
+    # window 1: span 2 alone
+    assert sorted((r.user_id, r.movie_id, r.weight) for r in executor.read_window(
+        spans.window_dirs(str(base), 2, 1), 0)) == [("ana", "K-1", 2.0), ("ana", "K-2", 5.0)]
+
+
 def test_an_empty_span_is_an_error_naming_the_file(tmp_path):
     base = make_spans(tmp_path / "in", {1: "1,10,2,5\n", 2: ""})
     with pytest.raises(readers.DataError, match=r"span-2/ratings.csv.*no ratings"):

@@ -12,7 +12,9 @@ the movie file as it stood then. A run reads the latest span, or a rolling windo
 last W spans (`window`): the last W span folders that exist, by span number. When a
 (user, movie) pair is rated in more than one span of a window, the rating of the newest
 span wins (a re-rating supersedes the old one); the superseded ratings are counted and
-logged, never silently merged.
+logged, never silently merged. Implicit events (a declared dataset without ratings) of one
+pair in several spans add up: one interaction whose weight is the sum over the spans, with
+the newest span's timestamp, as repeated events within one file are read.
 
 `split_spans` cuts one MovieLens folder (any release's layout) into spans by calendar month or
 into N equal parts by time, keeping the source format byte for byte (for the retrain demo and

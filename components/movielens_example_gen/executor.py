@@ -27,6 +27,8 @@ its Reshuffle, on the workers). Split names and artifact properties are TFX's ei
 """
 from __future__ import annotations
 
+import dataclasses
+
 import logging
 import os
 import uuid
@@ -75,18 +77,30 @@ def _log_report(data_dir: str, report: readers.ReadReport, max_bad_records: int,
 
 
 def read_window(folders: list[str], max_bad_records: int) -> Iterator[readers.RatingRecord]:
-    """Ratings of several span folders (oldest first); a (user, movie) pair rated in more
-    than one span keeps the newest span's rating. Superseded ratings are counted and logged.
+    """Ratings or implicit events of several span folders (oldest first).
+
+    A rating of a (user, movie) pair in more than one span: the newest span's rating wins
+    (a re-rating supersedes the old one); superseded ratings are counted and logged.
+    An implicit event (rating None) of a pair in more than one span: one interaction whose
+    weight is the sum of the spans' weights (1 where none is declared) and whose timestamp
+    and metadata are the newest span's, as repeated events within one file are read
+    (`components.data.interactions`); these come after the ratings, once every span is read.
 
     Each span is checked on its own, with the same tolerance.
     """
     seen: set[tuple[str, str]] = set()
+    events: dict[tuple[str, str], readers.RatingRecord] = {}   # implicit, summed over spans
     track = len(folders) > 1
     for folder in reversed(folders):   # newest first, so the newest rating of a pair wins
         report = readers.ReadReport()
         superseded, keys = 0, []
         for record in readers.read_ratings(folder, max_bad_records, report):
             key = (record.user_id, record.movie_id)
+            if track and record.rating is None:
+                newer = events.get(key)
+                events[key] = record if newer is None else dataclasses.replace(
+                    newer, weight=(newer.weight or 1.0) + (record.weight or 1.0))
+                continue
             if key in seen:
                 superseded += 1
                 continue
@@ -96,6 +110,7 @@ def read_window(folders: list[str], max_bad_records: int) -> Iterator[readers.Ra
         seen.update(keys)
         _log_report(folder, report, max_bad_records,
                     f"; {superseded} rating(s) superseded by a newer span" if superseded else "")
+    yield from events.values()
 
 
 @beam.ptransform_fn
