@@ -136,7 +136,9 @@ def evaluation_table(config: PipelineConfig, model_names: tuple[str, ...]) -> li
         rows.append((name, r["candidate"]))
         if r.get("previous_blessed"):
             rows.append((f"{name} (last blessed)", r["previous_blessed"]))
-        baselines = [("popularity", r["baselines"]["popularity"]), ("bias baseline", r["baselines"]["bias_baseline"])]
+        # the bias baseline predicts ratings: implicit data (no ratings) has none
+        baselines = [(label, r["baselines"][key]) for label, key in
+                     (("popularity", "popularity"), ("bias baseline", "bias_baseline")) if key in r["baselines"]]
         verdicts += verdict_lines(found)
     for label, m in rows + baselines:
         lines.append("  " + f"{label:<22}" + "".join(f"{m[c]:>13.4f}" if c in m else f"{'':>13}" for c in cols))
