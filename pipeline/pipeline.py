@@ -12,9 +12,7 @@
     so repeating a run on the same data resolves the same model and hits TFX's cache.
     With `span_window` set, ExampleGen reads `span-<N>/` folders: the latest, or a window.
 
-StatisticsGen and Transform are TFX's, with executors that read (and Transform writes)
-examples a record batch at a time when Beam runs in process
-(`components/batched_components.py`); `statistics_options()` says what StatisticsGen computes.
+`statistics_options()` says what StatisticsGen computes.
 
 Runners (`local_runner.py`, ...) only build a config and call `create_pipeline`.
 """
@@ -26,7 +24,9 @@ import posixpath
 
 import tensorflow_data_validation as tfdv
 from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
+from tfx.components.statistics_gen.component import StatisticsGen
 from tfx.components.trainer.component import Trainer
+from tfx.components.transform.component import Transform
 from tfx.dsl.components.common.resolver import Resolver
 from tfx.dsl.io import fileio
 from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import LatestBlessedModelStrategy
@@ -38,7 +38,6 @@ from movierec.components.data import dataset_schema
 from movierec.config import PipelineConfig
 from movierec.pipeline.resolvers import LatestBlessedBeforeSpanStrategy
 from movierec.components.atomic_pusher.component import AtomicPusher
-from movierec.components.batched_components import BatchedStatisticsGen, BatchedTransform
 from movierec.components.movielens_example_gen.component import MovieLensExampleGen
 from movierec.components.ranking_evaluator.component import RankingEvaluator
 from movierec.components.strict_example_validator.component import StrictExampleValidator
@@ -47,7 +46,7 @@ PREPROCESSING_FN = "movierec.components.preprocessing.preprocessing_fn"
 MF_RUN_FN = "movierec.components.mf.trainer.run_fn"
 CONTENT_RUN_FN = "movierec.components.content.trainer.run_fn"
 
-# Component ids, in run order (used by the CLI for progress and timing).
+# Component ids, in run order (their count is the N of the progress lines).
 COMPONENT_IDS = ("MovieLensExampleGen", "StatisticsGen", "ImportSchemaGen",
                  "StrictExampleValidator", "Transform",
                  "Trainer.mf", "Trainer.content", "LatestBlessed.mf", "LatestBlessed.content",
@@ -134,17 +133,17 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None,
     example_gen = MovieLensExampleGen(
         input_base=config.data_dir, eval_percent=config.eval_percent,
         max_bad_records=config.max_bad_records, span_window=config.span_window)
-    statistics_gen = BatchedStatisticsGen(
-        examples=example_gen.outputs["examples"], stats_options=statistics_options()).with_id("StatisticsGen")
+    statistics_gen = StatisticsGen(
+        examples=example_gen.outputs["examples"], stats_options=statistics_options())
     schema_gen = ImportSchemaGen(schema_file=schema_file(config))
     example_validator = StrictExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
-    transform = BatchedTransform(
+    transform = Transform(
         examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN, custom_config={"code": fingerprint},
         # the raw data is profiled and validated once, by StatisticsGen + StrictExampleValidator;
         # Transform's own pre/post-transform TFDV passes would only repeat that work
-        disable_statistics=True).with_id("Transform")
+        disable_statistics=True)
     transform.add_upstream_node(example_validator)  # no Transform on data that failed checks
     trainers, gates, pushers = [], [], []
     for name, run_fn, custom in (("mf", MF_RUN_FN, config.trainer_config()),
