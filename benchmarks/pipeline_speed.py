@@ -16,23 +16,17 @@ import sys
 import tempfile
 import time
 
+from movierec import metadata
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def component_times(metadata_path: str) -> dict[str, float]:
-    from ml_metadata.metadata_store import metadata_store
-    from ml_metadata.proto import metadata_store_pb2
-
-    cfg = metadata_store_pb2.ConnectionConfig()
-    cfg.sqlite.filename_uri = metadata_path
-    store = metadata_store.MetadataStore(cfg)
-    contexts = {c.id: c.name for c in store.get_contexts_by_type("node")}
-    times: dict[str, float] = {}
-    for context_id, name in contexts.items():
-        for e in store.get_executions_by_context(context_id):
-            seconds = (e.last_update_time_since_epoch - e.create_time_since_epoch) / 1000.0
-            times[name.split(".", 1)[-1]] = times.get(name.split(".", 1)[-1], 0.0) + seconds
-    return times
+def component_times(metadata_path: str, pipeline_name: str = "movierec") -> dict[str, float]:
+    """{node id: wall seconds} of the store's newest run, from ML Metadata."""
+    store = metadata.open_store(metadata_path)
+    if store is None:
+        raise FileNotFoundError(f"no ML Metadata store at {metadata_path}")
+    return {e.node_id: e.seconds for e in metadata.component_executions(store, pipeline_name)}
 
 
 def main() -> int:

@@ -65,6 +65,10 @@ sys.path.insert(0, REPO)
 
 import benchmarks.serving as serving_bench  # noqa: E402
 from benchmarks.pipeline_speed import component_times  # noqa: E402
+from movierec import metadata, summary  # noqa: E402
+from movierec.config import PipelineConfig  # noqa: E402
+
+PIPELINE_NAME = PipelineConfig.pipeline_name   # the default the runs use
 from benchmarks.serving import newest_pushed_model, percentiles, start_server  # noqa: E402
 
 DEFAULT_OUT = os.path.join("~", ".cache", "movierec", "scale")
@@ -337,34 +341,23 @@ def ensure_dataset(size: Size, out: str) -> dict:
 
 
 # -- the pipeline run -----------------------------------------------------------------------
+def _executions(metadata_path: str) -> list:
+    """The newest run's component executions (`movierec.metadata`); [] without a store."""
+    store = metadata.open_store(metadata_path)
+    return [] if store is None else metadata.component_executions(store, PIPELINE_NAME)
+
+
 def execution_span(metadata_path: str) -> tuple[float, float] | None:
     """(first execution start, last execution end) in epoch seconds, from ML Metadata."""
-    from ml_metadata.metadata_store import metadata_store
-    from ml_metadata.proto import metadata_store_pb2
-
-    cfg = metadata_store_pb2.ConnectionConfig()
-    cfg.sqlite.filename_uri = metadata_path
-    executions = metadata_store.MetadataStore(cfg).get_executions()
+    executions = _executions(metadata_path)
     if not executions:
         return None
-    return (min(e.create_time_since_epoch for e in executions) / 1000.0,
-            max(e.last_update_time_since_epoch for e in executions) / 1000.0)
+    return min(e.started for e in executions), max(e.updated for e in executions)
 
 
 def component_spans(metadata_path: str) -> dict[str, tuple[float, float]]:
-    """{component id: (start, end)} in epoch seconds of its (last) execution, from ML Metadata."""
-    from ml_metadata.metadata_store import metadata_store
-    from ml_metadata.proto import metadata_store_pb2
-
-    cfg = metadata_store_pb2.ConnectionConfig()
-    cfg.sqlite.filename_uri = metadata_path
-    store = metadata_store.MetadataStore(cfg)
-    spans = {}
-    for context in store.get_contexts_by_type("node"):
-        for e in store.get_executions_by_context(context.id):
-            spans[context.name.split(".", 1)[-1]] = (e.create_time_since_epoch / 1000.0,
-                                                    e.last_update_time_since_epoch / 1000.0)
-    return spans
+    """{component id: (start, end)} in epoch seconds of its execution, from ML Metadata."""
+    return {e.node_id: (e.started, e.updated) for e in _executions(metadata_path)}
 
 
 def peak_between(samples: list[tuple[float, float]], start: float, end: float) -> float | None:
@@ -437,11 +430,11 @@ def mf_model_for_serving(run_dir: str) -> dict | None:
         model_dir, version, users = found
         return {"dir": model_dir, "users": users, "source": f"pushed v{version}",
                 "base_path": os.path.join(run_dir, "serving", "mf")}
-    candidates = glob.glob(os.path.join(run_dir, "pipeline", "Trainer.mf", "model", "*", "Format-Serving"))
-    candidates = [c for c in candidates if os.path.basename(os.path.dirname(c)).isdigit()]
-    if not candidates:
+    store = metadata.open_store(PipelineConfig.from_output_dir("-", run_dir).metadata_path)
+    model = None if store is None else metadata.latest_output(store, PIPELINE_NAME, "Trainer.mf", "model")
+    if model is None:
         return None
-    model_dir = max(candidates, key=lambda c: int(os.path.basename(os.path.dirname(c))))
+    model_dir = os.path.join(model.uri, "Format-Serving")   # TFX's serving-model folder
     with open(os.path.join(model_dir, "assets", "user_id"), encoding="utf-8") as f:
         users = [line.rstrip("\n") for line in f]
     # a TF Serving base path for it: <run>/scale-serving/mf/1 -> Format-Serving
@@ -454,13 +447,13 @@ def mf_model_for_serving(run_dir: str) -> dict | None:
 
 
 def mf_evaluation(run_dir: str) -> dict | None:
-    paths = glob.glob(os.path.join(run_dir, "pipeline", "Evaluator.mf", "evaluation", "*", "metrics.json"))
-    if not paths:
+    """Verdict, reasons, NDCG@10 and RMSE of the run's newest mf evaluation (ML Metadata)."""
+    found = summary.latest_evaluation(PipelineConfig.from_output_dir("-", run_dir), "mf")
+    if found is None:
         return None
-    with open(max(paths, key=lambda p: int(os.path.basename(os.path.dirname(p))))) as f:
-        r = json.load(f)
-    return {"blessed": r.get("blessed"), "reasons": r.get("reasons", []),
-            "ndcg@10": r.get("candidate", {}).get("ndcg@10"), "rmse": r.get("candidate", {}).get("rmse")}
+    candidate = found.metrics.get("candidate", {})
+    return {"blessed": found.blessed, "reasons": found.metrics.get("reasons", []),
+            "ndcg@10": candidate.get("ndcg@10"), "rmse": candidate.get("rmse")}
 
 
 def run_pipeline(size: Size, data_dir: str, out: str, extra: list[str], timeout: float | None) -> dict:
