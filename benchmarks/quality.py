@@ -11,6 +11,12 @@ Protocols
                    P@10, R@10, NDCG@10 (binary gain, ideal DCG over min(|relevant|, 10)),
                    MAP@10, HitRate@10, coverage.
 
+Each split is indexed by the pipeline's own preprocessing: `preprocessing_fn` run by
+tf.Transform in process, analyzed on the train part only (user, movie and genre vocabularies
+by frequency; a test user or movie unseen in train gets the OOV index), both parts
+transformed, read back and turned into the catalog by the Trainers' own reader
+(`training_data`); the exporters take the Transform's vocabulary files.
+
 Every model is trained by the project's own code (`movierec.components.mf.train`,
 `...content.profiles`), exported by the project's exporters with the train movies masked,
 loaded back, and scored through its SavedModel signatures (`serving_default` for the
@@ -51,16 +57,18 @@ TUNING_SYNTHETIC = {"users": 2000, "movies": 3000, "ratings": 150_000, "seed": 7
 
 @dataclasses.dataclass
 class Ratings:
-    user: np.ndarray    # str [n]
-    movie: np.ndarray   # str [n]
-    rating: np.ndarray  # float32 [n]
+    user: np.ndarray       # str [n]
+    movie: np.ndarray      # str [n]
+    rating: np.ndarray     # float32 [n]
+    timestamp: np.ndarray  # int64 [n]
 
 
 def load(data_dir: str) -> tuple[Ratings, dict]:
     records = list(readers.read_ratings(data_dir))
     movies, _ = readers.read_movies(data_dir)
     return Ratings(np.array([r.user_id for r in records], object), np.array([r.movie_id for r in records], object),
-                   np.array([r.rating for r in records], np.float32)), movies
+                   np.array([r.rating for r in records], np.float32),
+                   np.array([r.timestamp for r in records], np.int64)), movies
 
 
 def write_tuning_synthetic(folder: str) -> str:
@@ -72,7 +80,7 @@ def write_tuning_synthetic(folder: str) -> str:
 
 
 def subset(r: Ratings, idx) -> Ratings:
-    return Ratings(r.user[idx], r.movie[idx], r.rating[idx])
+    return Ratings(r.user[idx], r.movie[idx], r.rating[idx], r.timestamp[idx])
 
 
 def random_split(r: Ratings, train_fraction: float, seed: int) -> tuple[Ratings, Ratings]:
@@ -104,53 +112,56 @@ def file_split(r: Ratings, data_dir: str, base: str, test: str) -> tuple[Ratings
 
 @dataclasses.dataclass
 class Split:
-    """One train/test split in the shapes the project's trainers and evaluator take."""
+    """One train/test split in the shapes the project's trainers and evaluator take, indexed
+    by the pipeline's Transform (see `make_split`)."""
 
     train: object            # training_data.Interactions
     test: object
     user_vocab: list
     movie_vocab: list
     catalog: object          # training_data.Catalog
-    folder: str              # vocabulary files
+    vocab_paths: dict        # features.*_VOCAB -> the Transform's vocabulary file
 
     @property
     def sizes(self):
         return len(self.user_vocab), len(self.movie_vocab)
 
 
-def make_split(train: Ratings, test: Ratings, movies: dict, folder: str):
-    from movierec.components.training_data import Catalog, Interactions
+def records(r: Ratings, movies: dict) -> list[dict]:
+    """The rows of `r` as the pipeline's raw records ({feature: value}, joined with their movie)."""
+    return [readers.RatingRecord(u, m, float(x), int(t), movies[m].title, movies[m].genres).as_feature_dict()
+            for u, m, x, t in zip(r.user, r.movie, r.rating, r.timestamp)]
 
-    user_vocab = sorted(set(train.user), key=lambda x: (len(x), x))
-    movie_vocab = sorted(set(train.movie), key=lambda x: (len(x), x))
-    uix = {u: i for i, u in enumerate(user_vocab)}
-    mix = {m: i for i, m in enumerate(movie_vocab)}
 
-    def inter(r: Ratings):
-        n = len(r.rating)
-        return Interactions(
-            user_idx=np.array([uix.get(u, len(user_vocab)) for u in r.user], np.int64),
-            movie_idx=np.array([mix.get(m, len(movie_vocab)) for m in r.movie], np.int64),
-            rating=r.rating, timestamp=np.zeros(n, np.int64), title=np.zeros(n, object),
-            genre_row_splits=np.zeros(n + 1, np.int64), genre_values=np.zeros(0, np.int64))
+def make_split(train: Ratings, test: Ratings, movies: dict, folder: str, data_dir: str | None = None) -> Split:
+    """Indexes a split with the pipeline's own preprocessing: `preprocessing_fn` run by
+    tf.Transform in this process, analyzed on `train` only (vocabularies by frequency,
+    unseen users and movies -> the OOV index = vocabulary size), `train` and `test`
+    transformed and read back by the Trainers' reader; the catalog is the Trainers' too.
+    `data_dir` fits the raw schema to the dataset as the pipeline does (default: the
+    curated schema). Output under `folder`."""
+    from movierec.components import features, preprocessing, training_data
+    from movierec.components.data import dataset_schema
+    from movierec.config import default_schema_path
+    import tensorflow_transform as tft
 
-    genre_names = sorted({g for m in movies.values() for g in m.genres})
-    gix = {g: i for i, g in enumerate(genre_names)}
-    matrix = np.zeros((len(movie_vocab), len(genre_names)), np.float32)
-    for i, m in enumerate(movie_vocab):
-        matrix[i, [gix[g] for g in movies[m].genres]] = 1.0
-    os.makedirs(folder, exist_ok=True)
-    for name, vocab in (("users", user_vocab), ("movies", movie_vocab), ("genres", genre_names)):
-        with open(os.path.join(folder, name), "w") as f:
-            f.write("\n".join(vocab) + "\n")
-    catalog = Catalog(movie_ids=movie_vocab, titles=[movies[m].title for m in movie_vocab],
-                      genre_names=genre_names, genre_matrix=matrix)
-    return Split(inter(train), inter(test), user_vocab, movie_vocab, catalog, folder)
+    schema = dataset_schema.read_schema(default_schema_path())
+    if data_dir is not None:
+        schema = dataset_schema.schema_for(data_dir, schema)
+    out = preprocessing.transform_in_process(records(train, movies), records(test, movies), schema, folder)
+    tft_out = tft.TFTransformOutput(out.transform_output)
+    names = (features.USER_VOCAB, features.MOVIE_VOCAB, features.GENRE_VOCAB)
+    vocab = {n: training_data.decode_vocabulary(tft_out.vocabulary_by_name(n)) for n in names}
+    train_data = training_data.read_interactions([out.train_files])
+    test_data = training_data.read_interactions([out.eval_files])
+    catalog = training_data.build_catalog(train_data, vocab[features.MOVIE_VOCAB], vocab[features.GENRE_VOCAB])
+    return Split(train_data, test_data, vocab[features.USER_VOCAB], vocab[features.MOVIE_VOCAB], catalog,
+                 {n: tft_out.vocabulary_file_by_name(n) for n in names})
 
 
 # -- models: train with the project's code, export with its exporters ----------------------
 def export_mf(split: Split, config, out_dir: str) -> float:
-    from movierec.components import training_data
+    from movierec.components import features, training_data
     from movierec.components.mf import export, train
 
     started = time.perf_counter()
@@ -158,8 +169,8 @@ def export_mf(split: Split, config, out_dir: str) -> float:
                          scale=(float(split.train.rating.min()), float(split.train.rating.max())),
                          genre_matrix=split.catalog.genre_matrix)
     seconds = time.perf_counter() - started
-    export.export(model, out_dir, user_vocab_path=os.path.join(split.folder, "users"),
-                  movie_vocab_path=os.path.join(split.folder, "movies"), user_ids=split.user_vocab,
+    export.export(model, out_dir, user_vocab_path=split.vocab_paths[features.USER_VOCAB],
+                  movie_vocab_path=split.vocab_paths[features.MOVIE_VOCAB], user_ids=split.user_vocab,
                   catalog=split.catalog, rated=training_data.rated_items(split.train, *split.sizes),
                   popularity=training_data.popularity(split.train, split.sizes[1]),
                   rating_range=(float(split.train.rating.min()), float(split.train.rating.max())), max_k=DEFAULT_MAX_K)
@@ -167,7 +178,7 @@ def export_mf(split: Split, config, out_dir: str) -> float:
 
 
 def export_content(split: Split, out_dir: str) -> float:
-    from movierec.components import training_data
+    from movierec.components import features, training_data
     from movierec.components.content import export, profiles
 
     started = time.perf_counter()
@@ -175,9 +186,9 @@ def export_content(split: Split, out_dir: str) -> float:
                          split.sizes[0])
     seconds = time.perf_counter() - started
     export.export(out_dir, model=model, catalog=split.catalog,
-                  user_vocab_path=os.path.join(split.folder, "users"),
-                  movie_vocab_path=os.path.join(split.folder, "movies"),
-                  genre_vocab_path=os.path.join(split.folder, "genres"),
+                  user_vocab_path=split.vocab_paths[features.USER_VOCAB],
+                  movie_vocab_path=split.vocab_paths[features.MOVIE_VOCAB],
+                  genre_vocab_path=split.vocab_paths[features.GENRE_VOCAB],
                   rated=training_data.rated_items(split.train, *split.sizes),
                   popularity=training_data.popularity(split.train, split.sizes[1]), max_k=DEFAULT_MAX_K)
     return seconds
@@ -217,8 +228,8 @@ def model_configs():
 
 
 def run_protocol(name: str, train: Ratings, test: Ratings, movies: dict, tmp: str, ranking: bool,
-                 models=MODELS) -> list[dict]:
-    split = make_split(train, test, movies, os.path.join(tmp, name, "vocab"))
+                 models=MODELS, data_dir: str | None = None) -> list[dict]:
+    split = make_split(train, test, movies, os.path.join(tmp, name, "transform"), data_dir)
     rows = []
     configs = model_configs()
     for model in models:
@@ -270,12 +281,12 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         rating_rows = []
         tr, te = random_split(ratings, 0.8, SEED)
-        rating_rows += run_protocol("random 80/20", tr, te, movies, tmp, False, models)
+        rating_rows += run_protocol("random 80/20", tr, te, movies, tmp, False, models, args.data_dir)
         if os.path.isfile(os.path.join(args.data_dir, "u1.base")):
             tr, te = file_split(ratings, args.data_dir, "u1.base", "u1.test")
-            rating_rows += run_protocol("u1.base/u1.test", tr, te, movies, tmp, False, models)
+            rating_rows += run_protocol("u1.base/u1.test", tr, te, movies, tmp, False, models, args.data_dir)
         tr, te = per_user_split(ratings, 0.75, SEED)
-        ranking_rows = run_protocol("ranking", tr, te, movies, tmp, True, models)
+        ranking_rows = run_protocol("ranking", tr, te, movies, tmp, True, models, args.data_dir)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rating_rows + ranking_rows, f, indent=1)

@@ -23,10 +23,16 @@ batch. Without weights it hands Beam every token of every row as its own element
 id, a movie id and each genre per rating), which was most of the analysis's cost. The
 counts, hence the vocabularies and their order, are the same (sums of 1.0 are exact in
 float32 up to 2^24 per batch, and Beam adds the batches' sums as Python floats).
+
+`transform_in_process` runs `preprocessing_fn` with tf.Transform's Beam API in this process
+(analysis on the train records only, train and eval transformed), for code that needs the
+pipeline's vocabularies and indices without a TFX run (benchmarks).
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+import dataclasses
+import os
+from typing import Any, Dict, Iterable, Mapping, Optional
 
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -94,3 +100,64 @@ def genre_multi_hot(genre_ids: tf.SparseTensor | tf.RaggedTensor, num_genres: in
     batch = tf.cast(genre_ids.nrows(), tf.int64)
     counts = tf.scatter_nd(idx, tf.ones_like(idx[:, 0], tf.float32), tf.stack([batch, tf.constant(num_genres, tf.int64)]))
     return tf.minimum(counts, 1.0)  # a genre listed twice is still one genre
+
+
+@dataclasses.dataclass(frozen=True)
+class InProcessTransform:
+    """Where `transform_in_process` wrote its output, in the Transform component's formats.
+
+    transform_output: the transform graph folder (`tft.TFTransformOutput(...)` reads the
+                      vocabularies from it); train_files / eval_files: file patterns of the
+                      gzipped transformed tf.Examples (`training_data.read_interactions`).
+    """
+
+    transform_output: str
+    train_files: str
+    eval_files: str
+
+
+def instance_dict(feature_dict: Mapping[str, Any]) -> Dict[str, list]:
+    """A raw record's {feature: value} (`RatingRecord.as_feature_dict`: a scalar, a tuple of
+    genres, or None for an absent feature) -> tf.Transform's instance dict: every feature a
+    list (empty when absent), strings as UTF-8 bytes."""
+    out = {}
+    for name, value in feature_dict.items():
+        values = [] if value is None else list(value) if isinstance(value, (tuple, list)) else [value]
+        out[name] = [v.encode("utf-8") if isinstance(v, str) else v for v in values]
+    return out
+
+
+def transform_in_process(train: Iterable[Mapping[str, Any]], evaluation: Iterable[Mapping[str, Any]],
+                         schema, output_dir: str) -> InProcessTransform:
+    """Runs `preprocessing_fn` by tf.Transform on Beam's in-process runner, as the Transform
+    component does: analyzed on `train` only, `train` and `evaluation` transformed.
+
+    train, evaluation: raw records as {feature: value} dicts (`RatingRecord.as_feature_dict`);
+    schema: the raw data's `schema_pb2.Schema` (the pipeline's curated schema, fitted to the
+    dataset by `data.dataset_schema.schema_for`). Writes the transform graph and the
+    transformed examples under `output_dir` and returns their paths.
+    """
+    import apache_beam as beam  # noqa: PLC0415  (only this function runs Beam)
+    import tensorflow_transform.beam as tft_beam  # noqa: PLC0415
+
+    train_rows = [instance_dict(r) for r in train]
+    eval_rows = [instance_dict(r) for r in evaluation]
+    if not train_rows:
+        raise ValueError("transform_in_process: no train records to analyze")
+    out = InProcessTransform(transform_output=os.path.join(output_dir, "transform_graph"),
+                             train_files=os.path.join(output_dir, "train", "part-*.gz"),
+                             eval_files=os.path.join(output_dir, "eval", "part-*.gz"))
+    metadata = tft.DatasetMetadata(schema)
+    with beam.Pipeline() as p, tft_beam.Context(temp_dir=os.path.join(output_dir, "tmp")):
+        (train_out, train_meta), transform_fn = (
+            (p | "CreateTrain" >> beam.Create(train_rows), metadata)
+            | tft_beam.AnalyzeAndTransformDataset(preprocessing_fn))
+        eval_out, _ = (((p | "CreateEval" >> beam.Create(eval_rows), metadata), transform_fn)
+                       | tft_beam.TransformDataset())
+        coder = tft.coders.ExampleProtoCoder(train_meta.schema)
+        for name, data in (("train", train_out), ("eval", eval_out)):
+            _ = (data | f"Encode{name}" >> beam.Map(coder.encode)
+                 | f"Write{name}" >> beam.io.WriteToTFRecord(os.path.join(output_dir, name, "part"),
+                                                             file_name_suffix=".gz"))
+        _ = transform_fn | tft_beam.WriteTransformFn(out.transform_output)
+    return out

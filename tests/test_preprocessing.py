@@ -109,3 +109,43 @@ def test_schema_names_match_features_module():
     assert isinstance(spec[features.GENRES], tf.io.VarLenFeature)
     rating = next(f for f in schema.feature if f.name == features.RATING)
     assert (rating.float_domain.min, rating.float_domain.max) == (0.5, 5.0)
+
+
+def test_transform_in_process_analyzes_train_only_and_transforms_both(tmp_path):
+    from movierec.components import training_data
+
+    def record(user, movie, rating, genres, timestamp):
+        return {features.USER_ID: user, features.MOVIE_ID: movie, features.RATING: rating,
+                features.TIMESTAMP: timestamp, features.TITLE: f"T {movie}", features.GENRES: tuple(genres),
+                features.WEIGHT: None}
+
+    train = [record(u, m, r, gs, i) for i, (u, m, r, gs) in enumerate(ROWS)]
+    # eval: a known pair, an unseen user, an unseen movie (whose genre "Horror" is unseen too)
+    evaluation = [record("c", "m2", 3.0, ["Comedy"], 10), record("z", "m1", 1.0, ["Drama"], 11),
+                  record("a", "m9", 2.0, ["Horror", "Drama"], 12)]
+    schema = io_utils.parse_pbtxt_file(default_schema_path(), schema_pb2.Schema())
+    out = preprocessing.transform_in_process(train, evaluation, schema, str(tmp_path))
+    tft_out = tft.TFTransformOutput(out.transform_output)
+    # by frequency in train only: users a 3, b 2, c 1; movies m1 3, m2 2, m3 1; Drama 5, Comedy 2
+    assert tft_out.vocabulary_by_name(features.USER_VOCAB) == [b"a", b"b", b"c"]
+    assert tft_out.vocabulary_by_name(features.MOVIE_VOCAB) == [b"m1", b"m2", b"m3"]
+    with tf.io.gfile.GFile(tft_out.vocabulary_file_by_name(features.GENRE_VOCAB)) as f:
+        assert f.read().split() == ["Drama", "Comedy"]
+    tr = training_data.read_interactions([out.train_files])
+    order = np.argsort(tr.timestamp)   # Beam need not keep the input order
+    assert tr.user_idx[order].tolist() == [0, 0, 0, 1, 1, 2]
+    assert tr.movie_idx[order].tolist() == [0, 1, 2, 0, 1, 0]
+    assert tr.rating[order].tolist() == [4.0, 3.0, 5.0, 2.0, 1.0, 5.0]
+    ev = training_data.read_interactions([out.eval_files])
+    order = np.argsort(ev.timestamp)
+    assert ev.timestamp[order].tolist() == [10, 11, 12]
+    assert ev.user_idx[order].tolist() == [2, 3, 0]      # "z" unseen: OOV index 3
+    assert ev.movie_idx[order].tolist() == [1, 0, 3]     # "m9" unseen: OOV index 3
+    genres = tf.RaggedTensor.from_row_splits(ev.genre_values, ev.genre_row_splits).to_list()
+    assert [genres[i] for i in order] == [[1], [0], [-1, 0]]   # "Horror" unseen: -1
+
+
+def test_instance_dict_lists_every_feature():
+    raw = {features.USER_ID: "u", features.RATING: 4.5, features.GENRES: ("A", "B"), features.WEIGHT: None}
+    assert preprocessing.instance_dict(raw) == {features.USER_ID: [b"u"], features.RATING: [4.5],
+                                                features.GENRES: [b"A", b"B"], features.WEIGHT: []}
