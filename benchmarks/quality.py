@@ -127,9 +127,9 @@ class Split:
         return len(self.user_vocab), len(self.movie_vocab)
 
 
-def records(r: Ratings, movies: dict) -> list[dict]:
-    """The rows of `r` as the pipeline's raw records ({feature: value}, joined with their movie)."""
-    return [readers.RatingRecord(u, m, float(x), int(t), movies[m].title, movies[m].genres).as_feature_dict()
+def records(r: Ratings, movies: dict) -> list[readers.RatingRecord]:
+    """The rows of `r` as the pipeline's raw records (each joined with its movie)."""
+    return [readers.RatingRecord(u, m, float(x), int(t), movies[m].title, movies[m].genres)
             for u, m, x, t in zip(r.user, r.movie, r.rating, r.timestamp)]
 
 

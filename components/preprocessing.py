@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Dict, Iterable, Mapping, Optional
+from typing import Any, Dict, Iterable, Optional
 
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -116,47 +116,47 @@ class InProcessTransform:
     eval_files: str
 
 
-def instance_dict(feature_dict: Mapping[str, Any]) -> Dict[str, list]:
-    """A raw record's {feature: value} (`RatingRecord.as_feature_dict`: a scalar, a tuple of
-    genres, or None for an absent feature) -> tf.Transform's instance dict: every feature a
-    list (empty when absent), strings as UTF-8 bytes."""
-    out = {}
-    for name, value in feature_dict.items():
-        values = [] if value is None else list(value) if isinstance(value, (tuple, list)) else [value]
-        out[name] = [v.encode("utf-8") if isinstance(v, str) else v for v in values]
-    return out
-
-
-def transform_in_process(train: Iterable[Mapping[str, Any]], evaluation: Iterable[Mapping[str, Any]],
-                         schema, output_dir: str) -> InProcessTransform:
+def transform_in_process(train: Iterable, evaluation: Iterable, schema, output_dir: str) -> InProcessTransform:
     """Runs `preprocessing_fn` by tf.Transform on Beam's in-process runner, as the Transform
     component does: analyzed on `train` only, `train` and `evaluation` transformed.
 
-    train, evaluation: raw records as {feature: value} dicts (`RatingRecord.as_feature_dict`);
-    schema: the raw data's `schema_pb2.Schema` (the pipeline's curated schema, fitted to the
-    dataset by `data.dataset_schema.schema_for`). Writes the transform graph and the
-    transformed examples under `output_dir` and returns their paths.
+    train, evaluation: the pipeline's raw records (`data.readers.RatingRecord`), encoded as
+    the ExampleGen encodes them (`data.arrow_reader.records_to_batch`, tf.Examples) and read
+    through TFXIO as Transform reads them; schema: the raw data's `schema_pb2.Schema` (the
+    curated schema, fitted to the dataset by `data.dataset_schema.schema_for`). Writes the
+    transform graph and the gzipped transformed tf.Examples under `output_dir`; returns
+    their paths.
     """
     import apache_beam as beam  # noqa: PLC0415  (only this function runs Beam)
     import tensorflow_transform.beam as tft_beam  # noqa: PLC0415
+    from tfx_bsl.coders import example_coder  # noqa: PLC0415
+    from tfx_bsl.public import tfxio  # noqa: PLC0415
 
-    train_rows = [instance_dict(r) for r in train]
-    eval_rows = [instance_dict(r) for r in evaluation]
-    if not train_rows:
+    from movierec.components.data import arrow_reader  # noqa: PLC0415
+
+    def examples(records) -> list:
+        encoder = example_coder.RecordBatchToExamplesEncoder()
+        return [e for batch in arrow_reader.batches_of_records(records) for e in encoder.encode(batch)]
+
+    train_examples, eval_examples = examples(train), examples(evaluation)
+    if not train_examples:
         raise ValueError("transform_in_process: no train records to analyze")
     out = InProcessTransform(transform_output=os.path.join(output_dir, "transform_graph"),
                              train_files=os.path.join(output_dir, "train", "part-*.gz"),
                              eval_files=os.path.join(output_dir, "eval", "part-*.gz"))
-    metadata = tft.DatasetMetadata(schema)
+    source = tfxio.TFExampleBeamRecord(physical_format="inmem", telemetry_descriptors=["movierec"], schema=schema)
     with beam.Pipeline() as p, tft_beam.Context(temp_dir=os.path.join(output_dir, "tmp")):
-        (train_out, train_meta), transform_fn = (
-            (p | "CreateTrain" >> beam.Create(train_rows), metadata)
-            | tft_beam.AnalyzeAndTransformDataset(preprocessing_fn))
-        eval_out, _ = (((p | "CreateEval" >> beam.Create(eval_rows), metadata), transform_fn)
-                       | tft_beam.TransformDataset())
-        coder = tft.coders.ExampleProtoCoder(train_meta.schema)
+        (train_out, _), transform_fn = (
+            (p | "CreateTrain" >> beam.Create(train_examples) | "ReadTrain" >> source.BeamSource(),
+             source.TensorAdapterConfig())
+            | tft_beam.AnalyzeAndTransformDataset(preprocessing_fn, output_record_batches=True))
+        eval_out, _ = (((p | "CreateEval" >> beam.Create(eval_examples) | "ReadEval" >> source.BeamSource(),
+                         source.TensorAdapterConfig()), transform_fn)
+                       | tft_beam.TransformDataset(output_record_batches=True))
         for name, data in (("train", train_out), ("eval", eval_out)):
-            _ = (data | f"Encode{name}" >> beam.Map(coder.encode)
+            # (record batch, passthrough features) -> serialized transformed tf.Examples
+            _ = (data | f"Encode{name}" >> beam.FlatMap(
+                    lambda batch: example_coder.RecordBatchToExamplesEncoder().encode(batch[0]))
                  | f"Write{name}" >> beam.io.WriteToTFRecord(os.path.join(output_dir, name, "part"),
                                                              file_name_suffix=".gz"))
         _ = transform_fn | tft_beam.WriteTransformFn(out.transform_output)

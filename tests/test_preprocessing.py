@@ -113,11 +113,10 @@ def test_schema_names_match_features_module():
 
 def test_transform_in_process_analyzes_train_only_and_transforms_both(tmp_path):
     from movierec.components import training_data
+    from movierec.components.data.readers import RatingRecord
 
     def record(user, movie, rating, genres, timestamp):
-        return {features.USER_ID: user, features.MOVIE_ID: movie, features.RATING: rating,
-                features.TIMESTAMP: timestamp, features.TITLE: f"T {movie}", features.GENRES: tuple(genres),
-                features.WEIGHT: None}
+        return RatingRecord(user, movie, rating, timestamp, f"T {movie}", tuple(genres))
 
     train = [record(u, m, r, gs, i) for i, (u, m, r, gs) in enumerate(ROWS)]
     # eval: a known pair, an unseen user, an unseen movie (whose genre "Horror" is unseen too)
@@ -143,9 +142,3 @@ def test_transform_in_process_analyzes_train_only_and_transforms_both(tmp_path):
     assert ev.movie_idx[order].tolist() == [1, 0, 3]     # "m9" unseen: OOV index 3
     genres = tf.RaggedTensor.from_row_splits(ev.genre_values, ev.genre_row_splits).to_list()
     assert [genres[i] for i in order] == [[1], [0], [-1, 0]]   # "Horror" unseen: -1
-
-
-def test_instance_dict_lists_every_feature():
-    raw = {features.USER_ID: "u", features.RATING: 4.5, features.GENRES: ("A", "B"), features.WEIGHT: None}
-    assert preprocessing.instance_dict(raw) == {features.USER_ID: [b"u"], features.RATING: [4.5],
-                                                features.GENRES: [b"A", b"B"], features.WEIGHT: []}
