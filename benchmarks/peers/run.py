@@ -17,7 +17,8 @@ part, its fit timed (the library's fit call only, data conversion excluded), and
       on every test row (Surprise's own `accuracy` functions; Surprise clips to 1..5 and
       falls back to the biases for a user or movie unknown to train).
 
-Vocabularies follow `quality.make_split` (train users and movies sorted by (length, id)), so
+Vocabularies follow `quality.make_split`, which takes them from the pipeline's Transform
+(train users and movies by train count, most first, ties by id, larger first), so
 the harness's popularity ranks exactly like the evaluator's popularity baseline: the two
 popularity rows of the table must agree, which checks that the protocol is the same.
 
@@ -49,6 +50,7 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse
+import collections
 import dataclasses
 import datetime
 import importlib.util
@@ -111,12 +113,21 @@ class Protocol:
         return sp.csr_matrix((ones, (self.train_user, self.train_movie)), shape=self.sizes)
 
 
+def _by_frequency(ids) -> list:
+    """tf.Transform's frequency vocabulary order (components/preprocessing.py): most train
+    ratings first, ties by id, larger first."""
+    counts = collections.Counter(ids)
+    return sorted(counts, key=lambda x: (counts[x], x.encode()), reverse=True)
+
+
 def prepare(name: str, train, test, movies: dict) -> Protocol:
     """Index a split as `quality.make_split` and the evaluator's `eval_data` do: vocabularies
-    of the train users and movies sorted by (length, id); relevant sets per train user with
-    test rows. (Those two import TensorFlow, which this venv does not have.)"""
-    user_vocab = sorted(set(train.user), key=lambda x: (len(x), x))
-    movie_vocab = sorted(set(train.movie), key=lambda x: (len(x), x))
+    of the train users and movies in the Transform's order (`_by_frequency`); relevant sets
+    per train user with test rows. (Those two import TensorFlow, which this venv does not
+    have; the order is written again here for that reason, and the popularity rows of the
+    table, which must agree, check it.)"""
+    user_vocab = _by_frequency(train.user)
+    movie_vocab = _by_frequency(train.movie)
     uix = {u: i for i, u in enumerate(user_vocab)}
     mix = {m: i for i, m in enumerate(movie_vocab)}
     genres = sorted({g for m in movies.values() for g in m.genres})
