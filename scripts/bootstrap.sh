@@ -36,6 +36,11 @@ if ! PY=$(find_python); then
   PY=$(python3 -m uv python find 3.10)
 fi
 echo "bootstrap: using $PY" >&2
+# A venv whose creation was interrupted (no pip yet) is made again, not reused.
+if [ -x "$VENV/bin/python" ] && ! "$VENV/bin/python" -m pip --version >/dev/null 2>&1; then
+  echo "bootstrap: $VENV is incomplete (no pip); creating it again" >&2
+  rm -rf "$VENV"
+fi
 if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
 fi
