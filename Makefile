@@ -4,7 +4,6 @@ PY := .venv/bin/python
 # neither, `movierec run` uses a cached or downloaded ml-100k, else synthetic data.
 DATA_DIR ?= $(or $(MOVIEREC_DATA_DIR),$(wildcard ../shared/data/ml-100k))
 OUTPUT_DIR ?= outputs
-export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONWARNINGS ?= ignore::FutureWarning
 
 .PHONY: venv run test lock clean retrain-demo

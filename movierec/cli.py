@@ -420,7 +420,7 @@ def settings_from_argv(argv: list[str]) -> dict:
 
 
 def _cmd_run(args) -> int:
-    _quiet_tensorflow("2")   # the console shows progress lines; TF, TFX and Beam log to the run's log
+    _quiet_tensorflow(keep_users_level=True)   # the console shows progress; TFX and Beam log to the run's log
     from movierec import summary  # noqa: PLC0415
     from movierec.components.data import readers  # noqa: PLC0415
 
@@ -531,16 +531,21 @@ def _list_length(text: str) -> int:
                                          "(and at most the model's max_k)") from None
 
 
-def _quiet_tensorflow(level: str = "3") -> None:
-    """Before TensorFlow loads: its C++ messages below `level` (TF_CPP_MIN_LOG_LEVEL: "2"
-    keeps errors, "3" drops them too) and the FutureWarnings of the Google libraries it
-    pulls in stay off the console. They bypass Python logging, so they would land between
-    the lines a command prints (CUDA and oneDNN notices at start-up, tf.data's end-of-input
-    warnings during training). A TF_CPP_MIN_LOG_LEVEL the user set is kept."""
+def _quiet_tensorflow(keep_users_level: bool = False) -> None:
+    """Before TensorFlow loads: its C++ messages (CUDA, cuFFT/cuDNN/cuBLAS registration,
+    oneDNN and TF-TRT notices at start-up, tf.data's end-of-input warnings) and the
+    FutureWarnings of the Google libraries it pulls in stay off the console. They bypass
+    Python logging, so they would land between the lines a command prints; a TensorFlow
+    failure still reaches the user as the Python exception it raises.
+    keep_users_level: a TF_CPP_MIN_LOG_LEVEL the user set wins (`run`, where one may want
+    TensorFlow's messages while debugging); otherwise it is overridden (`recommend`)."""
     import warnings  # noqa: PLC0415
 
     if "tensorflow" not in sys.modules:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", level)
+        if keep_users_level:
+            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        else:
+            os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     warnings.filterwarnings("ignore", category=FutureWarning)
 
 
