@@ -142,3 +142,11 @@ def test_transform_in_process_analyzes_train_only_and_transforms_both(tmp_path):
     assert ev.movie_idx[order].tolist() == [1, 0, 3]     # "m9" unseen: OOV index 3
     genres = tf.RaggedTensor.from_row_splits(ev.genre_values, ev.genre_row_splits).to_list()
     assert [genres[i] for i in order] == [[1], [0], [-1, 0]]   # "Horror" unseen: -1
+
+
+def test_transform_in_process_refuses_an_empty_train_part(tmp_path):
+    """No train records: nothing to build vocabularies from, refused before Beam starts."""
+    schema = io_utils.parse_pbtxt_file(default_schema_path(), schema_pb2.Schema())
+    with pytest.raises(ValueError, match="no train records to analyze"):
+        preprocessing.transform_in_process([], [], schema, str(tmp_path))
+    assert not (tmp_path / "transform_graph").exists()
