@@ -4,6 +4,7 @@
                                            [--seconds 5] [--concurrency 1 8 32]
                                            [--enable-batching] [--workers N]
                                            [--load-generator python|native|both]
+                                           [--grpc-floor]
 
 Starts `movierec serve` in its own process (so the load generator does not share its GIL),
 then for each protocol and concurrency level runs closed-loop clients (one request in
@@ -26,6 +27,10 @@ itself makes (input checks included, no network, no parsing). The last two colum
 divide each p50 by the in-process p50s: "signature call" is the TF2 call a user would
 make in-process, "server's call" the server's own session call (the stricter: it already
 skips the TF2 call overhead).
+`--grpc-floor` adds h2load rows for grpcio alone: `--workers` processes of
+`benchmarks/grpc_floor.py`, grpc.aio servers that answer every call with the model's own
+top-10 answer for that user, computed once, and do nothing else; the gap between these rows
+and the server's is what the model and movierec's request path cost under load.
 Needs a pushed model: run `make run` first.
 """
 from __future__ import annotations
@@ -223,6 +228,16 @@ def run_wrk(rest_port, model, users_file, concurrency, seconds):
     return float(m[3]), float(m[4]), float(m[5]), int(m[1]), int(m[2]), float(qps[1])
 
 
+def grpc_answer(grpc_port: int, model: str, user: str) -> bytes:
+    """The server's serialized PredictResponse to the benchmark's request for `user`."""
+    import grpc
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+    with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        return stub.Predict(top10_request(model, user), timeout=30).SerializeToString()
+
+
 def grpc_body(model: str, user: str) -> bytes:
     """One length-prefixed PredictRequest, as gRPC puts it on the wire."""
     raw = top10_request(model, user).SerializeToString()
@@ -230,8 +245,9 @@ def grpc_body(model: str, user: str) -> bytes:
 
 
 def run_h2load(grpc_port, rest_port, body_file, concurrency, seconds):
-    """h2load's gRPC run: (p50, p95, p99 in ms, requests, errors, QPS)."""
-    failed_before = server_failures(rest_port)
+    """h2load's gRPC run: (p50, p95, p99 in ms, requests, errors, QPS). rest_port: where the
+    server's Prometheus counts are read (None: only HTTP errors are counted)."""
+    failed_before = server_failures(rest_port) if rest_port is not None else 0
     with tempfile.NamedTemporaryFile(suffix=".log") as log:
         out = subprocess.run(
             ["h2load", "-D", str(max(1, round(seconds))), "--warm-up-time", "500ms", "-c", str(concurrency), "-m", "1",
@@ -246,7 +262,29 @@ def run_h2load(grpc_port, rest_port, body_file, concurrency, seconds):
     micros = np.array([float(r[2]) for r in rows])
     http_errors = sum(r[1] != "200" for r in rows)
     p50, p95, p99 = (float(np.percentile(micros, q)) / 1000 for q in (50, 95, 99))
-    return p50, p95, p99, len(rows), http_errors + server_failures(rest_port) - failed_before, float(qps[1])
+    failed = server_failures(rest_port) - failed_before if rest_port is not None else 0
+    return p50, p95, p99, len(rows), http_errors + failed, float(qps[1])
+
+
+def grpc_floor_rows(answer: bytes, body_file: str, processes: int, concurrencies, seconds: float) -> list[tuple]:
+    """h2load against `processes` grpc_floor.py servers answering `answer` (a serialized
+    PredictResponse): (concurrency, p50, p95, p99, requests, errors, QPS) per level."""
+    port = free_port()
+    with tempfile.NamedTemporaryFile(suffix=".pb") as f:
+        f.write(answer)
+        f.flush()
+        servers = [subprocess.Popen([sys.executable, os.path.join(REPO, "benchmarks", "grpc_floor.py"), str(port), f.name],
+                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                   for _ in range(processes)]
+        try:
+            for s in servers:
+                if s.stdout.readline().strip() != "serving":
+                    raise RuntimeError("benchmarks/grpc_floor.py did not start")
+            return [(c, *run_h2load(port, None, body_file, c, seconds)) for c in concurrencies]
+        finally:
+            for s in servers:
+                s.terminate()
+                s.wait(timeout=30)
 
 
 def main() -> int:
@@ -260,6 +298,8 @@ def main() -> int:
     p.add_argument("--load-generator", choices=("python", "native", "both"), default=None,
                    help="python: asyncio clients; native: wrk (REST) and h2load (gRPC); both "
                         "(default: both when wrk and h2load are installed, else python)")
+    p.add_argument("--grpc-floor", action="store_true",
+                   help="also run h2load against grpcio servers that return a constant answer (needs h2load)")
     args = p.parse_args()
     missing = [t for t in NATIVE_TOOLS if shutil.which(t) is None]
     if args.load_generator is None:
@@ -267,7 +307,7 @@ def main() -> int:
         if missing:
             print(f"note: {', '.join(missing)} not installed (scripts/install-bench-tools.sh): "
                   "Python clients only", flush=True)
-    elif args.load_generator != "python" and missing:
+    elif (args.load_generator != "python" or args.grpc_floor) and missing:
         print(f"--load-generator {args.load_generator} needs {', '.join(missing)}: "
               "run scripts/install-bench-tools.sh", file=sys.stderr)
         return 2
@@ -313,6 +353,15 @@ def main() -> int:
                         rows.append((protocol, client[generator], c, n, n_errors, p50, p95, p99, qps,
                                      p50 / signature_call, p50 / server_call))
                         print(f"  {protocol} ({client[generator]}) c={c}: {n} requests, p99 {p99:.2f} ms", flush=True)
+            if args.grpc_floor:
+                answer = grpc_answer(grpc_port, args.model, users[0])
+                server.terminate()
+                server.wait(timeout=30)
+                for c, p50, p95, p99, n, n_errors, qps in grpc_floor_rows(
+                        answer, body.name, args.workers, args.concurrency, args.seconds):
+                    rows.append(("gRPC", "h2load: grpcio floor (constant answer)", c, n, n_errors, p50, p95, p99, qps,
+                                 p50 / signature_call, p50 / server_call))
+                    print(f"  gRPC floor (h2load) c={c}: {n} requests, p99 {p99:.2f} ms", flush=True)
     finally:
         server.terminate()
         server.wait(timeout=30)
