@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/data_components.py --data-dir DIR [--work DIR]
         [--only statistics transform] [--profile] [--beam-arg=--direct_num_workers=1 ...]
-        [--payload tf_example|parquet] [--no-materialize]
+        [--materialize]
 
 Runs the three executors of the pipeline's data stage one after the other in this process,
 configured exactly as `pipeline.create_pipeline` configures them (executor classes and
@@ -14,15 +14,10 @@ rating. `--only` reuses the examples a previous run left in `--work` (ExampleGen
 run). `--profile` writes a cProfile of each component to `<work>/<component>.prof` and prints
 its 25 most expensive functions (cumulative), to see where the seconds go.
 
-`--payload parquet` measures the same TFX StatisticsGen and Transform executors over
-Parquet examples (TFX's public `FORMAT_PARQUET` payload, which both read through tfx_bsl's
-ParquetTFXIO as whole record batches, and which makes Transform write its output as
-Parquet too). ExampleGen is then replaced by its own reading and splitting
-(`arrow_reader.read_batches`, `executor.split_of_rows`: the same rows in the same splits)
-with each split's record batches written by pyarrow's ParquetWriter instead of encoded into
-tf.Examples: what MovieLensExampleGen would cost writing Parquet. `--no-materialize` runs
-Transform as `Transform(materialize=False)` does: the analysis and the transform graph,
-no transformed examples (a Trainer then applies the graph to the raw examples itself).
+ExampleGen writes Parquet examples, which StatisticsGen and Transform read through tfx_bsl's
+ParquetTFXIO; Transform writes the transform graph only, as the pipeline's does
+(`materialize=False`). `--materialize` also has it write the transformed examples (as
+Parquet, one Python dict per row), to see what materializing costs.
 """
 from __future__ import annotations
 
@@ -71,74 +66,24 @@ def _artifact(kind, uri: str, **props):
     return artifact
 
 
-def _examples_artifact(uri: str, payload: str = "tf_example"):
+def _examples_artifact(uri: str):
+    """ExampleGen's output as the executor describes it: Parquet payload and files."""
     from tfx.components.util import examples_utils  # noqa: PLC0415
     from tfx.proto import example_gen_pb2  # noqa: PLC0415
     from tfx.types import artifact_utils, standard_artifacts  # noqa: PLC0415
 
+    from movierec.components.movielens_example_gen import executor  # noqa: PLC0415
+
     splits = sorted(name[len("Split-"):] for name in os.listdir(uri) if name.startswith("Split-"))
     examples = _artifact(standard_artifacts.Examples, uri,
                          split_names=artifact_utils.encode_split_names(splits), span=0)
-    if payload == "parquet":
-        examples_utils.set_payload_format(examples, example_gen_pb2.FORMAT_PARQUET)
-        examples_utils.set_file_format(examples, example_gen_pb2.FileFormat.Name(example_gen_pb2.FILE_FORMAT_PARQUET))
-    else:
-        examples_utils.set_payload_format(examples, example_gen_pb2.FORMAT_TF_EXAMPLE)
-        examples_utils.set_file_format(examples, "tfrecords_gzip")
+    examples_utils.set_payload_format(examples, example_gen_pb2.FORMAT_PARQUET)
+    examples_utils.set_file_format(examples, executor.PARQUET_FILE_FORMAT)
     return examples
 
 
-def write_parquet_examples(data_dir: str, output_config_json: str, schema_path: str, examples_uri: str) -> None:
-    """The rows MovieLensExampleGen would write, in the same splits, as one Parquet file per
-    split (`Split-<name>/data_parquet.parquet`): the reader's record batches in the Arrow
-    schema tfx_bsl gives the pipeline's schema (large lists; a feature the dataset lacks,
-    e.g. `weight`, as a null column), which is what TFXIO hands StatisticsGen and Transform."""
-    import pyarrow.parquet as pq  # noqa: PLC0415
-    import numpy as np  # noqa: PLC0415
-    import pyarrow as pa  # noqa: PLC0415
-    from tfx.proto import example_gen_pb2  # noqa: PLC0415
-    from tfx.utils import proto_utils  # noqa: PLC0415
-
-    from google.protobuf import text_format  # noqa: PLC0415
-    from tensorflow_metadata.proto.v0 import schema_pb2  # noqa: PLC0415
-    from tfx_bsl.coders import example_coder  # noqa: PLC0415
-
-    from movierec.components.data import arrow_reader  # noqa: PLC0415
-    from movierec.components.movielens_example_gen import executor  # noqa: PLC0415
-
-    with open(schema_path) as f:
-        schema = text_format.Parse(f.read(), schema_pb2.Schema())
-    arrow_schema = example_coder.ExamplesToRecordBatchDecoder(schema.SerializeToString()).ArrowSchema()
-
-    def conform(table: pa.Table) -> pa.Table:
-        columns = [table.column(f.name).cast(f.type) if f.name in table.column_names
-                   else pa.nulls(table.num_rows, f.type) for f in arrow_schema]
-        return pa.Table.from_arrays(columns, schema=arrow_schema)
-
-    output_config = example_gen_pb2.Output()
-    proto_utils.json_to_proto(output_config_json, output_config)
-    splits = output_config.split_config.splits
-    buckets = list(np.cumsum([s.hash_buckets for s in splits]))
-    writers = {}
-    try:
-        for batch in arrow_reader.read_batches(data_dir):
-            split = executor.split_of_rows(batch, buckets)
-            for index, spec in enumerate(splits):
-                rows = np.flatnonzero(split == index)
-                if not len(rows):
-                    continue
-                if spec.name not in writers:
-                    folder = os.path.join(examples_uri, f"Split-{spec.name}")
-                    os.makedirs(folder)
-                    writers[spec.name] = pq.ParquetWriter(os.path.join(folder, "data_parquet.parquet"), arrow_schema)
-                writers[spec.name].write_table(conform(pa.Table.from_batches([batch.take(pa.array(rows))])))
-    finally:
-        for writer in writers.values():
-            writer.close()
-
-
 def run(data_dir: str, work: str, only: list[str], profile: bool, beam_args: list[str],
-        payload: str = "tf_example", materialize: bool = True) -> dict:
+        materialize: bool = False) -> dict:
     from tfx.dsl.components.base import base_beam_executor  # noqa: PLC0415
     from tfx.types import standard_artifacts, standard_component_specs as sc  # noqa: PLC0415
 
@@ -160,10 +105,6 @@ def run(data_dir: str, work: str, only: list[str], profile: bool, beam_args: lis
         for artifacts in outputs.values():
             for a in artifacts:
                 shutil.rmtree(a.uri, ignore_errors=True)
-        if payload == "parquet" and name == "examples":
-            return timed(name, lambda: write_parquet_examples(
-                data_dir, _exec_properties(component)["output_config"], os.path.join(schema_uri, "schema.pbtxt"),
-                outputs[sc.EXAMPLES_KEY][0].uri))
         context = base_beam_executor.BaseBeamExecutor.Context(
             beam_pipeline_args=list(config.beam_pipeline_args), tmp_dir=os.path.join(work, "tmp", name) + "/",
             unique_id=name)
@@ -192,7 +133,7 @@ def run(data_dir: str, work: str, only: list[str], profile: bool, beam_args: lis
     if "examples" in only:
         examples = _artifact(standard_artifacts.Examples, examples_uri)
         execute("examples", nodes["MovieLensExampleGen"], {}, {sc.EXAMPLES_KEY: [examples]})
-    examples = _examples_artifact(examples_uri, payload)
+    examples = _examples_artifact(examples_uri)
     ratings = _count_records(examples_uri)
     if "statistics" in only:
         stats = _artifact(standard_artifacts.ExampleStatistics, os.path.join(work, "statistics"))
@@ -207,7 +148,7 @@ def run(data_dir: str, work: str, only: list[str], profile: bool, beam_args: lis
         rec["wall_us_per_rating"] = round(rec["wall_s"] / ratings * 1e6, 1)
         rec["cpu_us_per_rating"] = round(rec["cpu_s"] / ratings * 1e6, 1)
     return {"ratings": ratings, "load_before": load_before, "load_after": os.getloadavg()[0],
-            "beam_pipeline_args": list(config.beam_pipeline_args), "payload": payload, "materialize": materialize,
+            "beam_pipeline_args": list(config.beam_pipeline_args), "materialize": materialize,
             "components": results}
 
 
@@ -215,12 +156,8 @@ def _count_records(examples_uri: str) -> int:
     import pyarrow.parquet as pq  # noqa: PLC0415
     import tensorflow as tf  # noqa: PLC0415
 
-    parquet = tf.io.gfile.glob(os.path.join(examples_uri, "Split-*", "*.parquet"))
-    if parquet:
-        return sum(pq.ParquetFile(f).metadata.num_rows for f in parquet)
-    files = tf.io.gfile.glob(os.path.join(examples_uri, "Split-*", "*.gz"))
-    batches = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(65536)
-    return int(sum(len(b) for b in batches.as_numpy_iterator()))
+    files = tf.io.gfile.glob(os.path.join(examples_uri, "Split-*", "*.parquet"))
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
 
 
 def main() -> int:
@@ -230,14 +167,12 @@ def main() -> int:
     p.add_argument("--only", nargs="+", choices=COMPONENTS, default=list(COMPONENTS))
     p.add_argument("--profile", action="store_true")
     p.add_argument("--beam-arg", action="append", default=[], help="replaces the default Beam options")
-    p.add_argument("--payload", choices=("tf_example", "parquet"), default="tf_example",
-                   help="the examples' payload: the pipeline's tf.Examples, or Parquet (see above)")
-    p.add_argument("--no-materialize", dest="materialize", action="store_false",
-                   help="Transform without transformed examples (the graph only)")
+    p.add_argument("--materialize", action="store_true",
+                   help="Transform also writes the transformed examples (the pipeline's does not)")
     args = p.parse_args()
     work = os.path.abspath(args.work or args.data_dir.rstrip("/") + ".components")
     os.makedirs(work, exist_ok=True)
-    result = run(os.path.abspath(args.data_dir), work, args.only, args.profile, args.beam_arg, args.payload, args.materialize)
+    result = run(os.path.abspath(args.data_dir), work, args.only, args.profile, args.beam_arg, args.materialize)
     for name, rec in result["components"].items():
         print(f"{name:12s} {rec['wall_s']:8.1f} s wall {rec['wall_us_per_rating']:8.1f} us/rating   "
               f"{rec['cpu_s']:8.1f} s CPU {rec['cpu_us_per_rating']:8.1f} us/rating")

@@ -5,7 +5,7 @@ the Transform `preprocessing_fn`, both Trainers and the exporters. Change a name
 nowhere else.
 """
 
-# Raw features: one tf.Example per rating, as written by MovieLensExampleGen.
+# Raw features: one example (a Parquet row) per rating, as written by MovieLensExampleGen.
 USER_ID = "user_id"      # bytes, exactly one
 MOVIE_ID = "movie_id"    # bytes, exactly one
 RATING = "rating"        # float, exactly one, within the dataset's rating scale; absent for
@@ -16,6 +16,21 @@ GENRES = "genres"        # bytes, zero or more genre names (or item tags, "colum
 WEIGHT = "weight"        # float > 0, at most one: an event's declared weight (absent: 1)
 
 RAW_FEATURES = (USER_ID, MOVIE_ID, RATING, TIMESTAMP, TITLE, GENRES, WEIGHT)
+
+# Value type of each raw feature's column in MovieLensExampleGen's Parquet examples. Every
+# column is a list per row, as in a tf.Example (zero values: the feature is absent), in
+# the large-list form tfx_bsl's TFXIO gives these features (`raw_arrow_schema`).
+RAW_VALUE_TYPES = {USER_ID: "bytes", MOVIE_ID: "bytes", RATING: "float", TIMESTAMP: "int",
+                   TITLE: "bytes", GENRES: "bytes", WEIGHT: "float"}
+
+
+def raw_arrow_schema():
+    """pyarrow.Schema of the raw examples: large_list<large_binary | float | int64> per raw
+    feature, in RAW_FEATURES order."""
+    import pyarrow as pa  # noqa: PLC0415 - only the data components need Arrow
+
+    values = {"bytes": pa.large_binary(), "float": pa.float32(), "int": pa.int64()}
+    return pa.schema([pa.field(name, pa.large_list(values[RAW_VALUE_TYPES[name]])) for name in RAW_FEATURES])
 
 # Transformed features (outputs of preprocessing_fn).
 USER_IDX = "user_idx"    # int64 [B]: index in the user vocabulary; OOV = vocabulary size

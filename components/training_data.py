@@ -1,8 +1,10 @@
-"""Transformed examples -> in-memory arrays, the catalog and the rated-movie mask.
+"""Examples through the transform graph -> in-memory arrays, the catalog and the rated-movie mask.
 
-Both Trainers read the Transform output once into numpy arrays (a few bytes per rating),
-so every epoch after the first read is pure tensor work: the input pipeline never
-re-parses TFRecords.
+Both Trainers (and the Evaluators) read the raw Parquet examples once, a record batch at a
+time, apply the Transform graph to each batch (tf.Transform's `transform_raw_features`: the
+vocabulary lookups the serving graph makes too) and keep numpy arrays (a few bytes per
+rating), so every epoch after the first read is pure tensor work. Transformed tf.Examples
+(gzipped TFRecords, as `preprocessing.transform_in_process` writes them) are read as well.
 
 Shapes: for n ratings, U known users, N known movies (vocabulary sizes) and G genres,
 `Interactions` holds user_idx/movie_idx int64 [n] (OOV = U / N), rating float32 [n] (NaN for
@@ -13,6 +15,7 @@ multi-hot genre matrix float32 [N, G].
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import os
 from typing import Iterable
@@ -109,30 +112,109 @@ def _expand(file_patterns: Iterable[str]) -> list[str]:
     return files
 
 
-def read_interactions(file_patterns: Iterable[str]) -> Interactions:
-    """Reads gzipped transformed TFRecords into arrays, in file order."""
+def read_interactions(file_patterns: Iterable[str], transform_output: str | None = None) -> Interactions:
+    """Reads examples into arrays, in file order: raw Parquet examples (`*.parquet`, through
+    the transform graph at `transform_output`) or gzipped transformed TFRecords."""
     files = _expand(file_patterns)
+    if all(f.endswith(".parquet") for f in files):
+        if transform_output is None:
+            raise ValueError(f"raw examples {files[:3]} need the transform graph to be read")
+        batches = _transformed_parquet_batches(files, transform_output)
+    elif any(f.endswith(".parquet") for f in files):
+        raise ValueError(f"examples mix Parquet and TFRecord files: {files[:6]}")
+    else:
+        batches = _transformed_tfrecord_batches(files)
+    parts = [_interactions_of(batch) for batch in batches]
+    if not parts:
+        raise ValueError(f"examples {files} hold no ratings")
+    return Interactions.concat(parts)
+
+
+def _transformed_tfrecord_batches(files: list[str]):
     spec = transformed_feature_spec()
     ds = (tf.data.TFRecordDataset(files, compression_type="GZIP", num_parallel_reads=1)
           .batch(_READ_BATCH)
           .map(lambda x: tf.io.parse_example(x, spec), num_parallel_calls=tf.data.AUTOTUNE)
           .prefetch(2))
-    parts = []
-    for batch in ds:
-        genres = batch[features.GENRE_IDS]
-        parts.append(Interactions(
-            user_idx=batch[features.USER_IDX].numpy(),
-            movie_idx=batch[features.MOVIE_IDX].numpy(),
-            rating=batch[features.RATING].numpy(),
-            timestamp=batch[features.TIMESTAMP].numpy(),
-            title=batch[features.TITLE].numpy(),
-            genre_row_splits=genres.row_splits.numpy(),
-            genre_values=genres.flat_values.numpy(),
-            weight=batch[features.WEIGHT].numpy(),
-        ))
-    if not parts:
-        raise ValueError(f"transformed examples {files} hold no ratings")
-    return Interactions.concat(parts)
+    yield from ds
+
+
+def _transformed_parquet_batches(files: list[str], transform_output: str):
+    """Each record batch of the raw examples, as tensors through the transform graph: the
+    graph's outputs, genre_ids as a RaggedTensor [B, None]."""
+    import pyarrow as pa  # noqa: PLC0415
+    import pyarrow.parquet as pq  # noqa: PLC0415
+    import tensorflow_transform as tft  # noqa: PLC0415
+    from tfx.components.util import tfxio_utils  # noqa: PLC0415
+    from tfx.proto import example_gen_pb2  # noqa: PLC0415
+
+    out = tft.TFTransformOutput(transform_output)
+    # the TFXIO Transform read these files with (ParquetTFXIO, the raw schema): its tensors
+    # are the transform graph's inputs
+    reader = tfxio_utils.make_tfxio(file_pattern=files, telemetry_descriptors=["movierec"],
+                                    payload_format=example_gen_pb2.FORMAT_PARQUET, schema=out.raw_metadata.schema)
+    arrow_schema, adapter = reader.ArrowSchema(), reader.TensorAdapter()
+    for path in files:
+        with io.BufferedReader(_GFileReader(path), buffer_size=1 << 20) as f:
+            for batch in pq.ParquetFile(f).iter_batches(batch_size=_READ_BATCH, columns=arrow_schema.names):
+                batch = pa.RecordBatch.from_arrays(
+                    [batch.column(field.name).cast(field.type) for field in arrow_schema], schema=arrow_schema)
+                transformed = out.transform_raw_features(adapter.ToBatchTensors(batch), drop_unused_features=True)
+                genres = transformed[features.GENRE_IDS]
+                if isinstance(genres, tf.SparseTensor):
+                    genres = tf.RaggedTensor.from_sparse(genres)
+                yield {**transformed, features.GENRE_IDS: genres}
+
+
+class _GFileReader(io.RawIOBase):
+    """A file of any tf.io.gfile file system (local, gs://, s3://) as the seekable binary
+    file object pyarrow reads Parquet from (GFile itself lacks parts of io's interface)."""
+
+    def __init__(self, path: str):
+        super().__init__()
+        self._file = tf.io.gfile.GFile(path, "rb")
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self._file.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        self._file.seek(offset, whence)
+        return self._file.tell()
+
+    def tell(self) -> int:
+        return self._file.tell()
+
+    def close(self) -> None:
+        if not self.closed:
+            self._file.close()
+        super().close()
+
+
+def _interactions_of(batch: dict) -> Interactions:
+    genres = batch[features.GENRE_IDS]
+    return Interactions(
+        user_idx=_flat(batch[features.USER_IDX]),
+        movie_idx=_flat(batch[features.MOVIE_IDX]),
+        rating=_flat(batch[features.RATING]),
+        timestamp=_flat(batch[features.TIMESTAMP]),
+        title=_flat(batch[features.TITLE]),
+        genre_row_splits=genres.row_splits.numpy(),
+        genre_values=genres.flat_values.numpy(),
+        weight=_flat(batch[features.WEIGHT]),
+    )
+
+
+def _flat(tensor) -> np.ndarray:
+    """A per-example scalar [B] or [B, 1] -> numpy [B]."""
+    return np.reshape(tensor.numpy(), [-1])
 
 
 def build_catalog(data: Interactions, movie_vocab: list[str], genre_vocab: list[str]) -> Catalog:
@@ -203,8 +285,8 @@ def load_trainer_inputs(fn_args) -> TrainerInputs:
     names = (features.USER_VOCAB, features.MOVIE_VOCAB, features.GENRE_VOCAB)
     vocab = {n: decode_vocabulary(out.vocabulary_by_name(n)) for n in names}
     num_users, num_movies = len(vocab[features.USER_VOCAB]), len(vocab[features.MOVIE_VOCAB])
-    train = read_interactions(fn_args.train_files)
-    evaluation = read_interactions(fn_args.eval_files)
+    train = read_interactions(fn_args.train_files, fn_args.transform_output)
+    evaluation = read_interactions(fn_args.eval_files, fn_args.transform_output)
     everything = Interactions.concat([train, evaluation])
     return TrainerInputs(
         vocab_paths={n: out.vocabulary_file_by_name(n) for n in names},

@@ -143,7 +143,11 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None,
         preprocessing_fn=PREPROCESSING_FN, custom_config={"code": fingerprint},
         # the raw data is profiled and validated once, by StatisticsGen + StrictExampleValidator;
         # Transform's own pre/post-transform TFDV passes would only repeat that work
-        disable_statistics=True)
+        disable_statistics=True,
+        # the graph only: the Trainers and Evaluators apply it to the raw examples as they
+        # read them (training_data.read_interactions), instead of Transform writing a
+        # transformed copy of every example, one Python dict per row
+        materialize=False)
     transform.add_upstream_node(example_validator)  # no Transform on data that failed checks
     trainers, gates, pushers = [], [], []
     for name, run_fn, custom in (("mf", MF_RUN_FN, config.trainer_config()),
@@ -162,14 +166,14 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None,
         trainer = Trainer(
             run_fn=run_fn,
             base_model=latest_blessed.outputs["model"] if warm else None,
-            examples=transform.outputs["transformed_examples"],
+            examples=example_gen.outputs["examples"],
             transform_graph=transform.outputs["transform_graph"],
             schema=schema_gen.outputs["schema"],
             train_args=trainer_pb2.TrainArgs(),
             eval_args=trainer_pb2.EvalArgs(),
             custom_config={**custom, "code": fingerprint}).with_id(f"Trainer.{name}")
         evaluator = RankingEvaluator(
-            examples=transform.outputs["transformed_examples"],
+            examples=example_gen.outputs["examples"],
             transform_graph=transform.outputs["transform_graph"],
             model=trainer.outputs["model"],
             baseline_model=latest_blessed.outputs["model"],

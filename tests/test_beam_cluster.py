@@ -6,9 +6,9 @@ processes on loopback; ExampleGen, StatisticsGen, the schema check and Transform
 `create_pipeline` run there through TFX's LocalDagRunner (ML Metadata in SQLite) with
 `--runner=PortableRunner --environment_type=EXTERNAL` and 2 SDK workers per pipeline, the
 same way Flink or Spark run Python workers on Kubernetes. The same components then run on
-the default in-process runner, and the outputs must match: the same serialized examples in
-each split (compared parsed), the same transformed examples, byte-identical vocabulary files, the same
-statistics counts. Expected values are also worked out from the examples themselves (the
+the default in-process runner, and the outputs must match: the same example rows in each
+split, the same rows through the transform graph (as the Trainers read them), byte-identical
+vocabulary files, the same statistics counts. Expected values are also worked out from the examples themselves (the
 user vocabulary is the train split's user IDs by descending count, ties by descending ID).
 
 That the work ran in the cluster's worker processes, not in this one: the job service lists
@@ -20,6 +20,7 @@ from __future__ import annotations
 import collections
 import os
 
+import numpy as np
 import pytest
 
 from tests.conftest import mlmd_store
@@ -37,16 +38,27 @@ def _artifact_uri(output_dir: str, type_name: str, producer: str) -> str:
 
 
 def _records(examples_uri: str, split: str) -> collections.Counter:
-    """The tf.Examples of one split as a multiset of deterministic serializations: the
-    feature map's order in the written bytes depends on the writing process's protobuf hash
-    seed, so the same example is not always the same bytes (TFX's split hash serializes
-    deterministically too)."""
+    """The Parquet rows of one split as a multiset of (feature, values) tuples: file and row
+    order depend on the runner's bundles, the rows do not."""
+    import pyarrow.parquet as pq
     import tensorflow as tf
 
-    files = tf.io.gfile.glob(os.path.join(examples_uri, f"Split-{split}", "*"))
-    assert files, f"no files in {examples_uri}/Split-{split}"
-    return collections.Counter(tf.train.Example.FromString(r.numpy()).SerializeToString(deterministic=True)
-                               for r in tf.data.TFRecordDataset(files, compression_type="GZIP"))
+    files = tf.io.gfile.glob(os.path.join(examples_uri, f"Split-{split}", "*.parquet"))
+    assert files, f"no Parquet files in {examples_uri}/Split-{split}"
+    return collections.Counter(
+        tuple((name, None if values is None else tuple(values)) for name, values in sorted(row.items()))
+        for f in files for row in pq.read_table(f).to_pylist())
+
+
+def _transformed(examples_uri: str, transform_graph_uri: str, split: str) -> list[tuple]:
+    """One split through the run's transform graph, as the Trainers read it: sorted rows of
+    (user_idx, movie_idx, rating, timestamp, title, genre ids)."""
+    from movierec.components import training_data
+
+    data = training_data.read_interactions([os.path.join(examples_uri, f"Split-{split}", "*")], transform_graph_uri)
+    genres = np.split(data.genre_values, data.genre_row_splits[1:-1])
+    return sorted(zip(data.user_idx.tolist(), data.movie_idx.tolist(), data.rating.tolist(), data.timestamp.tolist(),
+                      data.title.tolist(), (tuple(g.tolist()) for g in genres)))
 
 
 def _vocabularies(transform_graph_uri: str) -> dict[str, bytes]:
@@ -77,11 +89,11 @@ def _stat_counts(statistics_uri: str, split: str) -> dict:
 
 def _outputs(output_dir: str) -> dict:
     examples = _artifact_uri(output_dir, "Examples", "MovieLensExampleGen")
-    transformed = _artifact_uri(output_dir, "Examples", "Transform")
+    graph = _artifact_uri(output_dir, "TransformGraph", "Transform")
     return dict(
         examples={s: _records(examples, s) for s in SPLITS},
-        transformed={s: _records(transformed, s) for s in SPLITS},
-        vocabularies=_vocabularies(_artifact_uri(output_dir, "TransformGraph", "Transform")),
+        transformed={s: _transformed(examples, graph, s) for s in SPLITS},
+        vocabularies=_vocabularies(graph),
         statistics={s: _stat_counts(_artifact_uri(output_dir, "ExampleStatistics", "StatisticsGen"), s)
                     for s in SPLITS},
         states=_execution_states(output_dir))
@@ -98,11 +110,9 @@ def _execution_states(output_dir: str) -> dict[str, str]:
 
 def _user_vocabulary_expected(train_records) -> bytes:
     """TFT's vocabulary order: descending count, ties by descending value; one per line."""
-    import tensorflow as tf
-
     counts = collections.Counter()
     for record, n in train_records.items():
-        user = tf.train.Example.FromString(record).features.feature["user_id"].bytes_list.value[0]
+        (user,) = dict(record)["user_id"]
         counts[user] += n
     ordered = sorted(counts.items(), key=lambda kv: (kv[1], kv[0]), reverse=True)
     return b"".join(user + b"\n" for user, _ in ordered)

@@ -124,10 +124,14 @@ def test_records_without_ratings_or_weights_leave_those_features_out():
     assert implicit.column(features.GENRES).to_pylist() == [[b"a", b"b"], []]
     weighted = arrow_reader.records_to_batch([rec("1", "2", None, 5, "T", (), 2.5), rec("3", "4", None, 0, "U", ())])
     assert weighted.column(features.WEIGHT).to_pylist() == [[2.5], None]
-    from tfx_bsl.coders import example_coder
-    examples = [tf.train.Example.FromString(e) for e in example_coder.RecordBatchToExamples(weighted)]
-    assert list(examples[0].features.feature[features.WEIGHT].float_list.value) == [2.5]
-    assert list(examples[1].features.feature[features.WEIGHT].float_list.value) == []
+    # in the Parquet examples: every raw feature a large-list column; a row without the
+    # feature (or a dataset without it) holds null, which TFXIO reads as an absent feature
+    table = executor.conform(implicit, features.raw_arrow_schema())
+    assert table.schema == features.raw_arrow_schema()
+    assert table.column(features.RATING).to_pylist() == [None, None]
+    assert table.column(features.WEIGHT).to_pylist() == [None, None]
+    assert table.column(features.GENRES).to_pylist() == [[b"a", b"b"], []]
+    assert executor.conform(weighted, features.raw_arrow_schema()).column(features.WEIGHT).to_pylist() == [[2.5], None]
 
 
 def test_split_depends_on_the_user_movie_pair_only():
@@ -148,7 +152,10 @@ def test_split_depends_on_the_user_movie_pair_only():
 
 
 def run_example_gen(data_dir: str, out: str, max_bad_records: int = 0, beam_args=None) -> dict:
-    """Runs the executor's Do with a real in-process Beam pipeline; {split: [tf.Example]}."""
+    """Runs the executor's Do with a real Beam pipeline; {split: [row dict]} read back from
+    its Parquet files."""
+    import pyarrow.parquet as pq
+    from tfx.components.util import examples_utils
     from tfx.dsl.components.base import base_beam_executor
     from tfx.proto import example_gen_pb2
     from tfx.types import standard_artifacts, standard_component_specs as sc
@@ -161,8 +168,8 @@ def run_example_gen(data_dir: str, out: str, max_bad_records: int = 0, beam_args
         sc.INPUT_CONFIG_KEY: proto_utils.proto_to_json(example_gen_pb2.Input(splits=[
             example_gen_pb2.Input.Split(name="single_split", pattern=component.PATTERN)])),
         sc.OUTPUT_CONFIG_KEY: proto_utils.proto_to_json(component.split_config(20)),
-        sc.OUTPUT_DATA_FORMAT_KEY: example_gen_pb2.FORMAT_TF_EXAMPLE,
-        sc.OUTPUT_FILE_FORMAT_KEY: example_gen_pb2.FORMAT_TFRECORDS_GZIP,
+        sc.OUTPUT_DATA_FORMAT_KEY: example_gen_pb2.FORMAT_PARQUET,
+        sc.OUTPUT_FILE_FORMAT_KEY: example_gen_pb2.FILE_FORMAT_PARQUET,
         executor.MAX_BAD_RECORDS_KEY: max_bad_records,
         executor.SPAN_WINDOW_KEY: None,
     }
@@ -171,20 +178,24 @@ def run_example_gen(data_dir: str, out: str, max_bad_records: int = 0, beam_args
     executor.Executor(context).Do({}, {sc.EXAMPLES_KEY: [examples]}, props)
     got = {}
     for split in ("train", "eval"):
-        files = sorted(glob.glob(os.path.join(out, f"Split-{split}", "*.gz")))
-        got[split] = [tf.train.Example.FromString(r.numpy())
-                      for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
+        files = sorted(glob.glob(os.path.join(out, f"Split-{split}", "*.parquet")))
+        assert files, f"no Parquet file in Split-{split}"
+        tables = [pq.read_table(f) for f in files]
+        assert all(t.schema == features.raw_arrow_schema() for t in tables)
+        got[split] = [row for t in tables for row in t.to_pylist()]
     assert json.loads(examples.split_names) == ["train", "eval"]
+    assert examples_utils.get_payload_format(examples) == example_gen_pb2.FORMAT_PARQUET
+    assert examples_utils.get_file_format(examples) == "FILE_FORMAT_PARQUET"
     return got
 
 
-def as_record(ex: tf.train.Example) -> tuple:
-    f = ex.features.feature
-    assert set(f) == {features.USER_ID, features.MOVIE_ID, features.RATING, features.TIMESTAMP,
-                      features.TITLE, features.GENRES}
-    return (f[features.USER_ID].bytes_list.value[0].decode(), f[features.MOVIE_ID].bytes_list.value[0].decode(),
-            f[features.RATING].float_list.value[0], f[features.TIMESTAMP].int64_list.value[0],
-            f[features.TITLE].bytes_list.value[0].decode(), tuple(g.decode() for g in f[features.GENRES].bytes_list.value))
+def as_record(row: dict) -> tuple:
+    """A Parquet row of a rated dataset -> (user, movie, rating, timestamp, title, genres);
+    its weight is absent (null), every other feature has one value (genres: any number)."""
+    assert row[features.WEIGHT] is None
+    return (row[features.USER_ID][0].decode(), row[features.MOVIE_ID][0].decode(), row[features.RATING][0],
+            row[features.TIMESTAMP][0], row[features.TITLE][0].decode(),
+            tuple(g.decode() for g in row[features.GENRES]))
 
 
 def test_example_gen_writes_the_readers_records_split_by_pair(tmp_path):
@@ -192,7 +203,7 @@ def test_example_gen_writes_the_readers_records_split_by_pair(tmp_path):
     got = run_example_gen(d, str(tmp_path / "out"), max_bad_records=12)
     records = sorted(as_record(e) for split in got.values() for e in split)
     assert records == sorted(EXPECTED_RECORDS)
-    # and with the Reshuffle (a runner that is not in-process): the same examples in the same splits
+    # and with two Beam workers: the same examples in the same splits
     again = run_example_gen(d, str(tmp_path / "out2"), max_bad_records=12,
                             beam_args=["--direct_running_mode=in_memory", "--direct_num_workers=2"])
     for split in ("train", "eval"):
@@ -219,9 +230,11 @@ def test_check_dataset_reports_like_the_readers(tmp_path):
 
 
 def test_a_split_without_examples_still_gets_a_readable_file(tmp_path):
-    full, empty = str(tmp_path / "Split-train"), str(tmp_path / "Split-eval")
-    write(os.path.join(full, "data_tfrecord-x-00000.gz"), b"")
-    executor.write_empty_splits([full, empty])
-    assert os.listdir(full) == ["data_tfrecord-x-00000.gz"]
-    (name,) = os.listdir(empty)
-    assert list(tf.data.TFRecordDataset(os.path.join(empty, name), compression_type="GZIP")) == []
+    """One rating: one split gets it, the other an empty Parquet file with the schema."""
+    d = str(tmp_path / "one")
+    write(os.path.join(d, "movies.csv"), MOVIES)
+    write(os.path.join(d, "ratings.csv"), "userId,movieId,rating,timestamp\n1,1,4.0,100\n")
+    got = run_example_gen(d, str(tmp_path / "out"))
+    assert sorted(len(rows) for rows in got.values()) == [0, 1]
+    assert [as_record(r) for rows in got.values() for r in rows] == [("1", "1", 4.0, 100, "One (1990)",
+                                                                     ("Drama", "Comedy"))]

@@ -136,16 +136,6 @@ def test_data_faults_are_named_by_file_line_and_problem(tmp_path, ratings, movie
         list(readers.read_ratings(d))
 
 
-def test_example_gen_skips_the_reshuffle_only_in_process():
-    from movierec.components.movielens_example_gen.executor import runs_in_process
-    assert runs_in_process(["--runner=FnApiRunner", "--direct_running_mode=in_memory", "--direct_num_workers=1",
-                            "--requirements_file=/dev/null"])
-    assert runs_in_process([])   # Beam's default: DirectRunner, one in-memory worker
-    assert not runs_in_process(["--direct_running_mode=multi_processing", "--direct_num_workers=2"])
-    assert not runs_in_process(["--runner=DataflowRunner", "--project=p"])
-    assert not runs_in_process(["--direct_num_workers=0"])   # 0: as many workers as cores
-
-
 @pytest.mark.parametrize("data", [b"", b"a", b"a\n", b"a\nb", b"a\n\nb\r\n", b"x" * 5 + b"\n" + b"y" * 7 + b"\n"])
 def test_chunked_line_splitting_matches_local_file_iteration(data):
     """Lines are read through tf.io.gfile in chunks; chunk edges must not move line edges."""

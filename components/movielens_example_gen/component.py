@@ -2,7 +2,8 @@
 
 Inputs: `input_base`, a folder with `u.data`+`u.item` (ml-100k) or `ratings.csv`+`movies.csv`
 (ml-latest); or, with `span_window` set, a folder of `span-<N>/` MovieLens folders (see
-`movierec.components.data.spans`). Output: `examples` with `train` and `eval` splits,
+`movierec.components.data.spans`). Output: `examples` (Parquet, one row per rating, in
+`features.raw_arrow_schema()`) with `train` and `eval` splits,
 split by a hash of each example in the ratio `100 - eval_percent : eval_percent`, and the
 artifact's `span` property set to the latest span read.
 
@@ -85,8 +86,8 @@ class MovieLensExampleGen(base_beam_component.BaseBeamComponent):
             output_config=split_config(eval_percent),
             custom_config=None,
             range_config=range_config,
-            output_data_format=example_gen_pb2.FORMAT_TF_EXAMPLE,
-            output_file_format=example_gen_pb2.FORMAT_TFRECORDS_GZIP,
+            output_data_format=example_gen_pb2.FORMAT_PARQUET,
+            output_file_format=example_gen_pb2.FILE_FORMAT_PARQUET,
             examples=channel.Channel(type=standard_artifacts.Examples),
             **{executor.MAX_BAD_RECORDS_KEY: max_bad_records,
                executor.SPAN_WINDOW_KEY: span_window},

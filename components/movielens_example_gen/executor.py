@@ -1,29 +1,25 @@
-"""Executor of MovieLensExampleGen: reads one MovieLens folder into tf.Examples.
+"""Executor of MovieLensExampleGen: reads one MovieLens folder into Parquet examples.
 
 TFX's FileBasedDriver resolves the input pattern (and spans, `{SPAN}`) and fingerprints the
-files; this executor turns the resolved folder into one tf.Example per valid rating, in
-three Beam steps that work on Arrow record batches, not on single examples:
+files; this executor turns the resolved folder into one example (a Parquet row) per valid
+rating, in three Beam steps that work on Arrow record batches, not on single examples:
 
 1. ReadAndCheck: `arrow_reader.read_batches` (the checks of `readers`, vectorised for the
    CSV layout; every problem named by file and line) yields record batches of joined
    ratings [<= BATCH_ROWS rows, one list column per raw feature];
-2. EncodeAndSplit: each row's split is a FarmHash (`tf.strings.to_hash_bucket_fast`) of its
+2. Split: each row's split is a FarmHash (`tf.strings.to_hash_bucket_fast`) of its
    `user_id` + 0x1F + `movie_id` into the output config's hash buckets, so a (user, movie)
    pair always lands in the same split, whatever its rating, title or timestamp (and in the
-   same split when a newer span re-rates it); each split's rows are encoded into serialized
-   tf.Examples by tfx_bsl's C++ `RecordBatchToExamplesEncoder` (parse-identical to building
-   the protos in Python; the bytes differ only in the order of the feature map);
-3. the splits are written as GZIP TFRecords.
+   same split when a newer span re-rates it); each split's rows become a table in
+   `features.raw_arrow_schema()` (a feature the dataset lacks, e.g. `weight`, is an
+   all-empty column);
+3. each split is written by Beam's `WriteToParquetBatched` (a table at a time, on any
+   runner), under TFX's split folders and names.
 
-Writing differs from TFX's when the Beam options name an in-process runner
-(FnApiRunner/DirectRunner with one worker): each split's lists of examples are written a
-list at a time by TensorFlow's C++ TFRecordWriter (`_WriteBatches`, one file per bundle),
-without TFX's `Reshuffle` (a GroupByKey over every example, there so that a distributed
-runner spreads the writes over workers; in one process it only costs a copy of every
-example) and without a Beam element per example (Beam's per-element work and its
-per-record GZIP calls in Python would be most of the component's time). With any other runner
-the lists are unbatched into one element per example and TFX's `Do` writes them (with
-its Reshuffle, on the workers). Split names and artifact properties are TFX's either way.
+The artifact's payload format is TFX's `FORMAT_PARQUET`: StatisticsGen and Transform read
+it through tfx_bsl's ParquetTFXIO as whole record batches (no tf.Example decoding, no Beam
+element per example), and the Trainers apply the transform graph to it
+(`training_data.read_interactions`).
 """
 from __future__ import annotations
 
@@ -31,7 +27,6 @@ import dataclasses
 
 import logging
 import os
-import uuid
 from typing import Any, Dict, Iterator
 
 import apache_beam as beam
@@ -39,7 +34,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import tensorflow as tf
-from tfx_bsl.coders import example_coder
 from tfx.components.example_gen import utils, write_split
 from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
 from tfx.proto import example_gen_pb2
@@ -144,95 +138,51 @@ def split_of_rows(batch: pa.RecordBatch, buckets: list[int]) -> np.ndarray:
     return np.searchsorted(np.asarray(buckets), bucket, side="right")
 
 
-class _EncodeAndSplit(beam.DoFn):
-    """Record batch -> per split, the list of its rows' serialized tf.Examples (one output
-    element per batch and split, tagged with the split's name)."""
+def conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.Table:
+    """A record batch of raw feature columns -> a table in `schema` (list columns made
+    large lists; a column the batch lacks, all null: the feature is absent, as from a
+    tf.Example without it)."""
+    columns = []
+    for field in schema:
+        index = batch.schema.get_field_index(field.name)
+        if index < 0:
+            columns.append(pa.nulls(batch.num_rows, field.type))
+        else:
+            columns.append(batch.column(index).cast(field.type))
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+class _Split(beam.DoFn):
+    """Record batch -> per split, a table of its rows in `features.raw_arrow_schema()` (one
+    output element per batch and split, tagged with the split's name)."""
 
     def __init__(self, buckets: list[int], split_names: list[str]):
         self._buckets, self._split_names = list(buckets), list(split_names)
-        self._encoder = None
+        self._schema = None
 
     def setup(self):
-        self._encoder = example_coder.RecordBatchToExamplesEncoder()
+        self._schema = features.raw_arrow_schema()
 
     def process(self, batch: pa.RecordBatch):
         split = split_of_rows(batch, self._buckets)
+        table = conform(batch, self._schema)
         for index, name in enumerate(self._split_names):
             rows = np.flatnonzero(split == index)
             if len(rows):
-                yield beam.pvalue.TaggedOutput(name, self._encoder.encode(batch.take(pa.array(rows))))
+                yield beam.pvalue.TaggedOutput(name, table.take(pa.array(rows)))
 
 
-class _WriteBatches(beam.DoFn):
-    """Writes lists of serialized examples into GZIP TFRecord files under `split_dir`, one
-    file per bundle (`data_tfrecord-<id>-<bundle>.gz`), each record written by TensorFlow's
-    C++ TFRecordWriter (through tf.io.gfile's file systems)."""
-
-    def __init__(self, split_dir: str):
-        self._split_dir = split_dir
-        self._writer, self._bundle, self._id = None, 0, ""
-
-    def setup(self):
-        self._id = uuid.uuid4().hex[:8]
-        tf.io.gfile.makedirs(self._split_dir)
-
-    def start_bundle(self):
-        self._writer = None
-
-    def process(self, examples: list[bytes]):
-        if self._writer is None:
-            path = os.path.join(self._split_dir, f"{write_split.DEFAULT_FILE_NAME}-{self._id}-{self._bundle:05d}.gz")
-            self._writer = tf.io.TFRecordWriter(path, tf.io.TFRecordOptions(compression_type="GZIP"))
-            self._bundle += 1
-        for example in examples:
-            self._writer.write(example)
-
-    def finish_bundle(self):
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-
-
-IN_PROCESS_RUNNERS = ("FnApiRunner", "DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner")
-
-
-def runs_in_process(beam_pipeline_args: list[str]) -> bool:
-    """Whether these Beam options run the pipeline in this process with one worker (no
-    runner flag means Beam's DirectRunner, one worker unless --direct_num_workers says more)."""
-    options = {}
-    for arg in beam_pipeline_args:
-        key, _, value = arg.lstrip("-").partition("=")
-        options[key] = value
-    workers = options.get("direct_num_workers", "1")
-    return (options.get("runner", "DirectRunner") in IN_PROCESS_RUNNERS
-            and options.get("direct_running_mode", "in_memory") == "in_memory" and workers in ("1", ""))
-
-
-def write_empty_splits(split_dirs: list[str]) -> None:
-    """An empty GZIP TFRecord file in each split folder that got no examples (as TFX's
-    writer leaves one), so readers of the split find a file."""
-    for split_dir in split_dirs:
-        if not tf.io.gfile.glob(os.path.join(split_dir, "*")):
-            tf.io.gfile.makedirs(split_dir)
-            tf.io.TFRecordWriter(os.path.join(split_dir, f"{write_split.DEFAULT_FILE_NAME}-empty.gz"),
-                                 tf.io.TFRecordOptions(compression_type="GZIP")).close()
+PARQUET_FILE_FORMAT = example_gen_pb2.FileFormat.Name(example_gen_pb2.FILE_FORMAT_PARQUET)
 
 
 class Executor(BaseExampleGenExecutor):
     def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
         return _MovieLensToRecordBatches
 
-    def GenerateExamplesByBeam(self, pipeline: beam.Pipeline,
-                               exec_properties: Dict[str, Any]) -> Dict[str, beam.pvalue.PCollection]:
-        """{split name: serialized tf.Examples}, one element per example: what TFX's `Do`
-        writes (with its Reshuffle) on a distributed runner."""
-        return {name: batches | f"Unbatch[{name}]" >> beam.FlatMap(lambda examples: examples)
-                for name, batches in self.encoded_batches(pipeline, exec_properties).items()}
-
-    def encoded_batches(self, pipeline: beam.Pipeline,
-                        exec_properties: Dict[str, Any]) -> Dict[str, beam.pvalue.PCollection]:
-        """{split name: lists of serialized tf.Examples}, one list per record batch: one
-        input split, hash-bucket output splits."""
+    def split_tables(self, pipeline: beam.Pipeline,
+                     exec_properties: Dict[str, Any]) -> Dict[str, beam.pvalue.PCollection]:
+        """{split name: tables of its rows}, one table per record batch: one input split,
+        hash-bucket output splits."""
         input_config = example_gen_pb2.Input()
         proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config)
         output_config = example_gen_pb2.Output()
@@ -245,31 +195,30 @@ class Executor(BaseExampleGenExecutor):
         buckets = list(np.cumsum([s.hash_buckets for s in split_config.splits]))
         tagged = (pipeline
                   | "InputToRecordBatches" >> _MovieLensToRecordBatches(exec_properties, input_config.splits[0].pattern)
-                  | "EncodeAndSplit" >> beam.ParDo(_EncodeAndSplit(buckets, names)).with_outputs(*names))
+                  | "Split" >> beam.ParDo(_Split(buckets, names)).with_outputs(*names))
         return {name: tagged[name] for name in names}
 
     def Do(self, input_dict, output_dict, exec_properties) -> None:
-        if not runs_in_process(self._beam_pipeline_args):
-            return super().Do(input_dict, output_dict, exec_properties)
         self._log_startup(input_dict, output_dict, exec_properties)
         input_config = example_gen_pb2.Input()
         proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config)
         output_config = example_gen_pb2.Output()
         proto_utils.json_to_proto(exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY], output_config)
+        payload_format = exec_properties.get(standard_component_specs.OUTPUT_DATA_FORMAT_KEY)
+        file_format = exec_properties.get(standard_component_specs.OUTPUT_FILE_FORMAT_KEY)
+        if payload_format != example_gen_pb2.FORMAT_PARQUET or file_format != example_gen_pb2.FILE_FORMAT_PARQUET:
+            raise ValueError("MovieLensExampleGen writes Parquet examples (output_data_format FORMAT_PARQUET, "
+                             f"output_file_format FILE_FORMAT_PARQUET); got {payload_format}, {file_format}")
         outputs = output_dict[standard_component_specs.EXAMPLES_KEY]
         artifact_utils.get_single_instance(outputs).split_names = artifact_utils.encode_split_names(
             utils.generate_output_split_names(input_config, output_config))
-        logging.info("MovieLensExampleGen: writing splits a record batch at a time (in-process runner)")
-        split_dirs = []
+        schema = features.raw_arrow_schema()
         with self._make_beam_pipeline() as pipeline:
-            for split_name, batches in self.encoded_batches(pipeline, exec_properties).items():
-                split_dirs.append(artifact_utils.get_split_uri(outputs, split_name))
-                _ = batches | f"WriteSplit[{split_name}]" >> beam.ParDo(_WriteBatches(split_dirs[-1]))
-        write_empty_splits(split_dirs)
-        payload_format = exec_properties.get(standard_component_specs.OUTPUT_DATA_FORMAT_KEY)
-        file_format = exec_properties.get(standard_component_specs.OUTPUT_FILE_FORMAT_KEY)
+            for split_name, tables in self.split_tables(pipeline, exec_properties).items():
+                prefix = os.path.join(artifact_utils.get_split_uri(outputs, split_name),
+                                      write_split.DEFAULT_PARQUET_FILE_NAME)
+                _ = tables | f"WriteSplit[{split_name}]" >> beam.io.WriteToParquetBatched(
+                    prefix, schema, codec="snappy", file_name_suffix=".parquet")
         for artifact in outputs:
-            if payload_format:
-                examples_utils.set_payload_format(artifact, payload_format)
-            if file_format:
-                examples_utils.set_file_format(artifact, write_split.to_file_format_str(file_format))
+            examples_utils.set_payload_format(artifact, payload_format)
+            examples_utils.set_file_format(artifact, PARQUET_FILE_FORMAT)

@@ -1,6 +1,6 @@
 """RankingEvaluator: a custom TFX component that gates the Pusher.
 
-Inputs:  examples (transformed, train + eval splits), transform_graph (vocabularies),
+Inputs:  examples (raw Parquet or transformed TFRecords; train + eval splits), transform_graph,
          model (the candidate; its `Format-TFMA` SavedModel masks the train split only),
          baseline_model (optional: the last blessed model of the same name, from a Resolver).
 Outputs: blessing (ModelBlessing, `blessed` 1/0 with `current_model_id`, read by the

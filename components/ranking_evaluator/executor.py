@@ -91,8 +91,8 @@ def load_eval_data(examples_uri: str, transform_uri: str, rating_threshold: floa
     out = tft.TFTransformOutput(transform_uri)
     user_vocab = training_data.decode_vocabulary(out.vocabulary_by_name(features.USER_VOCAB))
     movie_vocab = training_data.decode_vocabulary(out.vocabulary_by_name(features.MOVIE_VOCAB))
-    train = training_data.read_interactions([os.path.join(examples_uri, "Split-train", "*")])
-    evaluation = training_data.read_interactions([os.path.join(examples_uri, "Split-eval", "*")])
+    train = training_data.read_interactions([os.path.join(examples_uri, "Split-train", "*")], transform_uri)
+    evaluation = training_data.read_interactions([os.path.join(examples_uri, "Split-eval", "*")], transform_uri)
     return eval_data(train, evaluation, user_vocab, movie_vocab, rating_threshold)
 
 
