@@ -150,7 +150,8 @@ def test_split_depends_on_the_user_movie_pair_only():
     assert len(set(tf.strings.to_hash_bucket_fast(keys, 1 << 30).numpy().tolist())) == 2
 
 
-def run_example_gen(data_dir: str, out: str, max_bad_records: int = 0, beam_args=None) -> dict:
+def run_example_gen(data_dir: str, out: str, max_bad_records: int = 0, beam_args=None,
+                    payload_format=None, file_format=None) -> dict:
     """Runs the executor's Do with a real Beam pipeline; {split: [row dict]} read back from
     its Parquet files."""
     import pyarrow.parquet as pq
@@ -167,8 +168,8 @@ def run_example_gen(data_dir: str, out: str, max_bad_records: int = 0, beam_args
         sc.INPUT_CONFIG_KEY: proto_utils.proto_to_json(example_gen_pb2.Input(splits=[
             example_gen_pb2.Input.Split(name="single_split", pattern=component.PATTERN)])),
         sc.OUTPUT_CONFIG_KEY: proto_utils.proto_to_json(component.split_config(20)),
-        sc.OUTPUT_DATA_FORMAT_KEY: example_gen_pb2.FORMAT_PARQUET,
-        sc.OUTPUT_FILE_FORMAT_KEY: example_gen_pb2.FILE_FORMAT_PARQUET,
+        sc.OUTPUT_DATA_FORMAT_KEY: payload_format or example_gen_pb2.FORMAT_PARQUET,
+        sc.OUTPUT_FILE_FORMAT_KEY: file_format or example_gen_pb2.FILE_FORMAT_PARQUET,
         executor.MAX_BAD_RECORDS_KEY: max_bad_records,
         executor.SPAN_WINDOW_KEY: None,
     }
@@ -237,3 +238,30 @@ def test_a_split_without_examples_still_gets_a_readable_file(tmp_path):
     assert sorted(len(rows) for rows in got.values()) == [0, 1]
     assert [as_record(r) for rows in got.values() for r in rows] == [("1", "1", 4.0, 100, "One (1990)",
                                                                      ("Drama", "Comedy"))]
+
+
+def test_example_gen_refuses_another_output_format_by_name(tmp_path):
+    from tfx.proto import example_gen_pb2
+
+    d = str(tmp_path / "one")
+    write(os.path.join(d, "movies.csv"), MOVIES)
+    write(os.path.join(d, "ratings.csv"), "userId,movieId,rating,timestamp\n1,1,4.0,100\n")
+    with pytest.raises(ValueError, match="writes Parquet examples .*; got FORMAT_TF_EXAMPLE, FORMAT_TFRECORDS_GZIP"):
+        run_example_gen(d, str(tmp_path / "out"), payload_format=example_gen_pb2.FORMAT_TF_EXAMPLE,
+                        file_format=example_gen_pb2.FORMAT_TFRECORDS_GZIP)
+
+
+def test_reading_raw_examples_needs_the_transform_graph_and_one_format(tmp_path):
+    from movierec.components import training_data
+
+    d = str(tmp_path / "one")
+    write(os.path.join(d, "movies.csv"), MOVIES)
+    write(os.path.join(d, "ratings.csv"), "userId,movieId,rating,timestamp\n1,1,4.0,100\n2,3,2.5,7\n")
+    out = str(tmp_path / "out")
+    run_example_gen(d, out)
+    pattern = os.path.join(out, "Split-*", "*")
+    with pytest.raises(ValueError, match="raw examples .*parquet.* need the transform graph"):
+        training_data.read_interactions([pattern])
+    write(os.path.join(out, "Split-train", "part-0.gz"), "")
+    with pytest.raises(ValueError, match="examples mix Parquet and TFRecord files"):
+        training_data.read_interactions([pattern], "/unused")

@@ -175,6 +175,13 @@ class _Split(beam.DoFn):
 PARQUET_FILE_FORMAT = example_gen_pb2.FileFormat.Name(example_gen_pb2.FILE_FORMAT_PARQUET)
 
 
+def _enum_name(enum, value) -> str:
+    try:
+        return enum.Name(int(value))
+    except (TypeError, ValueError):
+        return repr(value)
+
+
 class Executor(BaseExampleGenExecutor):
     def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
         return _MovieLensToRecordBatches
@@ -208,7 +215,9 @@ class Executor(BaseExampleGenExecutor):
         file_format = exec_properties.get(standard_component_specs.OUTPUT_FILE_FORMAT_KEY)
         if payload_format != example_gen_pb2.FORMAT_PARQUET or file_format != example_gen_pb2.FILE_FORMAT_PARQUET:
             raise ValueError("MovieLensExampleGen writes Parquet examples (output_data_format FORMAT_PARQUET, "
-                             f"output_file_format FILE_FORMAT_PARQUET); got {payload_format}, {file_format}")
+                             "output_file_format FILE_FORMAT_PARQUET); got "
+                             f"{_enum_name(example_gen_pb2.PayloadFormat, payload_format)}, "
+                             f"{_enum_name(example_gen_pb2.FileFormat, file_format)}")
         outputs = output_dict[standard_component_specs.EXAMPLES_KEY]
         artifact_utils.get_single_instance(outputs).split_names = artifact_utils.encode_split_names(
             utils.generate_output_split_names(input_config, output_config))
