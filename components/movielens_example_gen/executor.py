@@ -12,7 +12,7 @@ rating, in three Beam steps that work on Arrow record batches, not on single exa
    pair always lands in the same split, whatever its rating, title or timestamp (and in the
    same split when a newer span re-rates it); each split's rows become a table in
    `features.raw_arrow_schema()` (a feature the dataset lacks, e.g. `weight`, is an
-   all-empty column);
+   all-null column, which TFXIO reads as an absent feature);
 3. each split is written by Beam's `WriteToParquetBatched` (a table at a time, on any
    runner), under TFX's split folders and names.
 
