@@ -98,9 +98,7 @@ def main() -> None:
         from movierec.components.training_data import Interactions
 
         def interactions(rows):
-            n = len(rows)
-            return Interactions(u[rows], m[rows], r[rows].astype(np.float32), np.zeros(n, np.int64),
-                                np.zeros(n, object), np.zeros(n + 1, np.int64), np.zeros(0, np.int64))
+            return Interactions(u[rows], m[rows], r[rows].astype(np.float32), np.zeros(len(rows), np.int64))
         start = time.perf_counter()
         model, result = train.fit(config, interactions(tr), num_users, num_movies, genre_matrix=genres)
         out["train_fit_s"] = time.perf_counter() - start

@@ -154,7 +154,7 @@ def make_split(train: Ratings, test: Ratings, movies: dict, folder: str, data_di
     vocab = {n: training_data.decode_vocabulary(tft_out.vocabulary_by_name(n)) for n in names}
     train_data = training_data.read_interactions([out.train_files])
     test_data = training_data.read_interactions([out.eval_files])
-    catalog = training_data.build_catalog(train_data, vocab[features.MOVIE_VOCAB], vocab[features.GENRE_VOCAB])
+    catalog = training_data.build_catalog(train_data.movies, vocab[features.MOVIE_VOCAB], vocab[features.GENRE_VOCAB])
     return Split(train_data, test_data, vocab[features.USER_VOCAB], vocab[features.MOVIE_VOCAB], catalog,
                  {n: tft_out.vocabulary_file_by_name(n) for n in names})
 

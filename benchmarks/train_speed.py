@@ -36,9 +36,7 @@ def load(data_dir: str):
     cut = int(0.8 * len(recs))
 
     def part(ix):
-        n = len(ix)
-        return Interactions(u[ix], m[ix], y[ix], np.zeros(n, np.int64), np.array([b""] * n),
-                            np.zeros(n + 1, np.int64), np.zeros(0, np.int64))
+        return Interactions(u[ix], m[ix], y[ix], np.zeros(len(ix), np.int64))
     return part(perm[:cut]), part(perm[cut:]), len(users), len(movies)
 
 

@@ -2,15 +2,17 @@
 
 Both Trainers (and the Evaluators) read the raw Parquet examples once, a record batch at a
 time, apply the Transform graph to each batch (tf.Transform's `transform_raw_features`: the
-vocabulary lookups the serving graph makes too) and keep numpy arrays (a few bytes per
+vocabulary lookups the serving graph makes too) and keep numpy arrays (32 bytes per
 rating), so every epoch after the first read is pure tensor work. Transformed tf.Examples
 (gzipped TFRecords, as `preprocessing.transform_in_process` writes them) are read as well.
 
-Shapes: for n ratings, U known users, N known movies (vocabulary sizes) and G genres,
-`Interactions` holds user_idx/movie_idx int64 [n] (OOV = U / N), rating float32 [n] (NaN for
-implicit events), timestamp int64 [n], weight float32 [n] (an event's weight, 1 unless
-declared); `Catalog` holds movie_ids [N], titles [N], genre_names [G] and the
-multi-hot genre matrix float32 [N, G].
+Shapes: for n ratings, k distinct movie indices, U known users, N known movies (vocabulary
+sizes) and G genres, `Interactions` holds user_idx/movie_idx int64 [n] (OOV = U / N),
+rating float32 [n] (NaN for implicit events), timestamp int64 [n], weight float32 [n] (an
+event's weight, 1 unless declared) and `movies`, the title and genre ids of each movie
+index as first read ([k] rows: every example repeats its movie's metadata, which is kept
+once per movie, not once per rating); `Catalog` holds movie_ids [N], titles [N],
+genre_names [G] and the multi-hot genre matrix float32 [N, G].
 """
 from __future__ import annotations
 
@@ -31,15 +33,76 @@ _READ_BATCH = 65536
 
 
 @dataclasses.dataclass(frozen=True)
+class MovieRows:
+    """Title and genre ids of distinct movie indices, in order of first appearance.
+
+    movie_idx int64 [k] (distinct), title object [k] (bytes), genre ids as a ragged
+    [k, None]: genre_row_splits int64 [k + 1], genre_values int64 [total]."""
+
+    movie_idx: np.ndarray
+    title: np.ndarray
+    genre_row_splits: np.ndarray
+    genre_values: np.ndarray
+
+    def __post_init__(self) -> None:
+        k = len(self.movie_idx)
+        if len(self.title) != k or len(self.genre_row_splits) != k + 1:
+            raise ValueError(f"MovieRows: {k} movie indices, {len(self.title)} titles and "
+                             f"{len(self.genre_row_splits)} genre row splits (expected {k + 1})")
+        if len(np.unique(self.movie_idx)) != k:
+            raise ValueError("MovieRows: movie indices must be distinct")
+
+    def __len__(self) -> int:
+        return len(self.movie_idx)
+
+    @staticmethod
+    def empty() -> "MovieRows":
+        return MovieRows(np.zeros(0, np.int64), np.zeros(0, object), np.zeros(1, np.int64), np.zeros(0, np.int64))
+
+    @staticmethod
+    def first_of(movie_idx: np.ndarray, title: np.ndarray, genre_row_splits: np.ndarray,
+                 genre_values: np.ndarray, skip: np.ndarray | None = None) -> "MovieRows":
+        """The first row of each distinct movie among per-example rows (movie_idx [B], title
+        [B], genres ragged [B, None]), leaving out the indices in `skip` (already kept)."""
+        movie_idx = np.asarray(movie_idx, np.int64)
+        movies, first = np.unique(movie_idx, return_index=True)
+        if skip is not None and len(skip):
+            fresh = ~np.isin(movies, skip)
+            movies, first = movies[fresh], first[fresh]
+        first = np.sort(first)      # order of first appearance
+        lengths = np.diff(genre_row_splits)[first]
+        starts = genre_row_splits[first]
+        values = (np.concatenate([genre_values[s:s + n] for s, n in zip(starts, lengths)])
+                  if len(first) else np.zeros(0, np.int64))
+        return MovieRows(movie_idx[first], np.asarray(title, object)[first],
+                         np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+                         np.asarray(values, np.int64))
+
+    @staticmethod
+    def concat(parts: Iterable["MovieRows"]) -> "MovieRows":
+        """All parts' rows, a movie index already in an earlier part left out."""
+        kept = MovieRows.empty()
+        for part in parts:
+            new = np.flatnonzero(~np.isin(part.movie_idx, kept.movie_idx))
+            lengths = np.diff(part.genre_row_splits)[new]
+            values = [part.genre_values[part.genre_row_splits[i]:part.genre_row_splits[i + 1]] for i in new]
+            kept = MovieRows(
+                np.concatenate([kept.movie_idx, part.movie_idx[new]]),
+                np.concatenate([kept.title, part.title[new]]),
+                np.concatenate([kept.genre_row_splits, kept.genre_row_splits[-1] + np.cumsum(lengths)]).astype(np.int64),
+                np.concatenate([kept.genre_values, *values]).astype(np.int64))
+        return kept
+
+
+@dataclasses.dataclass(frozen=True)
 class Interactions:
     user_idx: np.ndarray
     movie_idx: np.ndarray
     rating: np.ndarray
     timestamp: np.ndarray
-    # per-rating movie metadata, used once to build the catalog
-    title: np.ndarray
-    genre_row_splits: np.ndarray
-    genre_values: np.ndarray
+    # title and genres of the movies above, once per movie (used to build the catalog);
+    # None when built: none known
+    movies: MovieRows | None = None
     # float32 [n]: each event's weight (Transform's `weight`: 1 unless the dataset declares
     # one; repeated implicit events of a pair add up); None when built: all ones
     weight: np.ndarray | None = None
@@ -51,6 +114,8 @@ class Interactions:
             raise ValueError(f"weight must have one value per interaction ({len(self.rating)}), "
                              f"got shape {weight.shape}")
         object.__setattr__(self, "weight", weight)
+        if self.movies is None:
+            object.__setattr__(self, "movies", MovieRows.empty())
 
     def __len__(self) -> int:
         return len(self.rating)
@@ -58,17 +123,12 @@ class Interactions:
     @staticmethod
     def concat(parts: Iterable["Interactions"]) -> "Interactions":
         parts = list(parts)
-        offsets = np.cumsum([0] + [len(p.genre_values) for p in parts[:-1]])
-        splits = [parts[0].genre_row_splits[:1]] + [
-            p.genre_row_splits[1:] + off for p, off in zip(parts, offsets)]
         return Interactions(
             user_idx=np.concatenate([p.user_idx for p in parts]),
             movie_idx=np.concatenate([p.movie_idx for p in parts]),
             rating=np.concatenate([p.rating for p in parts]),
             timestamp=np.concatenate([p.timestamp for p in parts]),
-            title=np.concatenate([p.title for p in parts]),
-            genre_row_splits=np.concatenate(splits),
-            genre_values=np.concatenate([p.genre_values for p in parts]),
+            movies=MovieRows.concat(p.movies for p in parts),
             weight=np.concatenate([p.weight for p in parts]),
         )
 
@@ -124,7 +184,11 @@ def read_interactions(file_patterns: Iterable[str], transform_output: str | None
         raise ValueError(f"examples mix Parquet and TFRecord files: {files[:6]}")
     else:
         batches = _transformed_tfrecord_batches(files)
-    parts = [_interactions_of(batch) for batch in batches]
+    parts = []
+    seen = np.zeros(0, np.int64)     # movie indices whose title and genres are kept already
+    for batch in batches:
+        parts.append(_interactions_of(batch, seen))
+        seen = np.concatenate([seen, parts[-1].movies.movie_idx])
     if not parts:
         raise ValueError(f"examples {files} hold no ratings")
     return Interactions.concat(parts)
@@ -198,16 +262,18 @@ class _GFileReader(io.RawIOBase):
         super().close()
 
 
-def _interactions_of(batch: dict) -> Interactions:
+def _interactions_of(batch: dict, seen: np.ndarray) -> Interactions:
+    """One batch of transformed tensors -> Interactions; `movies` holds only the movie
+    indices not in `seen` (read in an earlier batch)."""
     genres = batch[features.GENRE_IDS]
+    movie_idx = _flat(batch[features.MOVIE_IDX])
     return Interactions(
         user_idx=_flat(batch[features.USER_IDX]),
-        movie_idx=_flat(batch[features.MOVIE_IDX]),
+        movie_idx=movie_idx,
         rating=_flat(batch[features.RATING]),
         timestamp=_flat(batch[features.TIMESTAMP]),
-        title=_flat(batch[features.TITLE]),
-        genre_row_splits=genres.row_splits.numpy(),
-        genre_values=genres.flat_values.numpy(),
+        movies=MovieRows.first_of(movie_idx, _flat(batch[features.TITLE]), genres.row_splits.numpy(),
+                                  genres.flat_values.numpy(), skip=seen),
         weight=_flat(batch[features.WEIGHT]),
     )
 
@@ -217,19 +283,17 @@ def _flat(tensor) -> np.ndarray:
     return np.reshape(tensor.numpy(), [-1])
 
 
-def build_catalog(data: Interactions, movie_vocab: list[str], genre_vocab: list[str]) -> Catalog:
-    """Title and genres of every vocabulary movie, taken from any of its ratings."""
+def build_catalog(movies: MovieRows, movie_vocab: list[str], genre_vocab: list[str]) -> Catalog:
+    """Title and genres of every vocabulary movie, from its row in `movies` (the OOV index
+    and any other index outside the vocabulary are left out)."""
     n, g = len(movie_vocab), len(genre_vocab)
     titles: list = [None] * n
     genre_matrix = np.zeros((n, g), np.float32)
-    # first occurrence of each vocabulary movie
-    order = np.flatnonzero(data.movie_idx < n)
-    movies, first = np.unique(data.movie_idx[order], return_index=True)
-    rows = order[first]
-    for m, row in zip(movies, rows):
-        titles[m] = data.title[row].decode("utf-8")
-    genre_rows = tf.RaggedTensor.from_row_splits(data.genre_values, data.genre_row_splits)
-    genre_matrix[movies] = genre_multi_hot(tf.gather(genre_rows, rows), g).numpy()
+    rows = np.flatnonzero(movies.movie_idx < n)
+    for m, title in zip(movies.movie_idx[rows], movies.title[rows]):
+        titles[m] = title.decode("utf-8")
+    genre_rows = tf.RaggedTensor.from_row_splits(movies.genre_values, movies.genre_row_splits)
+    genre_matrix[movies.movie_idx[rows]] = genre_multi_hot(tf.gather(genre_rows, rows), g).numpy()
     missing = [movie_vocab[i] for i in range(n) if titles[i] is None]
     if missing:
         raise ValueError(f"{len(missing)} vocabulary movies have no rating to take a title "
@@ -287,13 +351,14 @@ def load_trainer_inputs(fn_args) -> TrainerInputs:
     num_users, num_movies = len(vocab[features.USER_VOCAB]), len(vocab[features.MOVIE_VOCAB])
     train = read_interactions(fn_args.train_files, fn_args.transform_output)
     evaluation = read_interactions(fn_args.eval_files, fn_args.transform_output)
-    everything = Interactions.concat([train, evaluation])
     return TrainerInputs(
         vocab_paths={n: out.vocabulary_file_by_name(n) for n in names},
         user_ids=vocab[features.USER_VOCAB],
         train=train, eval=evaluation,
-        catalog=build_catalog(everything, vocab[features.MOVIE_VOCAB], vocab[features.GENRE_VOCAB]),
+        catalog=build_catalog(MovieRows.concat([train.movies, evaluation.movies]), vocab[features.MOVIE_VOCAB],
+                              vocab[features.GENRE_VOCAB]),
         num_users=num_users, num_movies=num_movies,
-        rated_all=rated_items(everything, num_users, num_movies),
+        rated_all=RatedItems.from_pairs(np.concatenate([train.user_idx, evaluation.user_idx]),
+                                        np.concatenate([train.movie_idx, evaluation.movie_idx]), num_users, num_movies),
         rated_train=rated_items(train, num_users, num_movies),
         popularity=popularity(train, num_movies))

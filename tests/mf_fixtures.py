@@ -13,6 +13,4 @@ def interactions(pairs, ratings=None) -> Interactions:
     u = np.array([p[0] for p in pairs], np.int64)
     m = np.array([p[1] for p in pairs], np.int64)
     r = np.array(ratings if ratings is not None else [4.0] * len(pairs), np.float32)
-    n = len(pairs)
-    return Interactions(u, m, r, np.zeros(n, np.int64), np.zeros(n, object), np.zeros(n + 1, np.int64),
-                        np.zeros(0, np.int64))
+    return Interactions(u, m, r, np.zeros(len(pairs), np.int64))

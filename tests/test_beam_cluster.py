@@ -50,15 +50,16 @@ def _records(examples_uri: str, split: str) -> collections.Counter:
         for f in files for row in pq.read_table(f).to_pylist())
 
 
-def _transformed(examples_uri: str, transform_graph_uri: str, split: str) -> list[tuple]:
+def _transformed(examples_uri: str, transform_graph_uri: str, split: str) -> tuple[list, list]:
     """One split through the run's transform graph, as the Trainers read it: sorted rows of
-    (user_idx, movie_idx, rating, timestamp, title, genre ids)."""
+    (user_idx, movie_idx, rating, timestamp), and of (movie_idx, title, genre ids)."""
     from movierec.components import training_data
 
     data = training_data.read_interactions([os.path.join(examples_uri, f"Split-{split}", "*")], transform_graph_uri)
-    genres = np.split(data.genre_values, data.genre_row_splits[1:-1])
-    return sorted(zip(data.user_idx.tolist(), data.movie_idx.tolist(), data.rating.tolist(), data.timestamp.tolist(),
-                      data.title.tolist(), (tuple(g.tolist()) for g in genres)))
+    movies = data.movies
+    genres = np.split(movies.genre_values, movies.genre_row_splits[1:-1])
+    return (sorted(zip(data.user_idx.tolist(), data.movie_idx.tolist(), data.rating.tolist(), data.timestamp.tolist())),
+            sorted(zip(movies.movie_idx.tolist(), movies.title.tolist(), (tuple(g.tolist()) for g in genres))))
 
 
 def _vocabularies(transform_graph_uri: str) -> dict[str, bytes]:

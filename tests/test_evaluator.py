@@ -8,7 +8,7 @@ import pytest
 from movierec.components.atomic_pusher import executor as pusher
 from movierec.components.ranking_evaluator import executor as ev
 from movierec.components.ranking_evaluator.eval_config import EvalConfig, Rule
-from movierec.components.training_data import Interactions
+from movierec.components.training_data import Interactions, MovieRows
 from movierec.serving import versions
 
 
@@ -16,7 +16,8 @@ def interactions(users, movies, ratings, titles=None):
     n = len(users)
     titles = [t.encode() for t in titles] if titles else [b""] * n
     return Interactions(np.array(users), np.array(movies), np.array(ratings, np.float32), np.zeros(n, np.int64),
-                        np.array(titles), np.zeros(n + 1, np.int64), np.zeros(0, np.int64))
+                        movies=MovieRows.first_of(np.array(movies), np.array(titles, object),
+                                                  np.zeros(n + 1, np.int64), np.zeros(0, np.int64)))
 
 
 def test_rules_and_settings_are_checked_when_built():

@@ -111,7 +111,7 @@ def test_schema_names_match_features_module():
     assert (rating.float_domain.min, rating.float_domain.max) == (0.5, 5.0)
 
 
-def test_transform_in_process_analyzes_train_only_and_transforms_both(tmp_path):
+def test_transform_in_process_analyzes_train_only_and_transforms_both(tmp_path, monkeypatch):
     from movierec.components import training_data
     from movierec.components.data.readers import RatingRecord
 
@@ -135,13 +135,23 @@ def test_transform_in_process_analyzes_train_only_and_transforms_both(tmp_path):
     assert tr.user_idx[order].tolist() == [0, 0, 0, 1, 1, 2]
     assert tr.movie_idx[order].tolist() == [0, 1, 2, 0, 1, 0]
     assert tr.rating[order].tolist() == [4.0, 3.0, 5.0, 2.0, 1.0, 5.0]
+    # title and genre ids once per movie, also when a movie's ratings span read batches
+    monkeypatch.setattr(training_data, "_READ_BATCH", 2)
+    small = training_data.read_interactions([out.train_files])
+    np.testing.assert_array_equal(small.movie_idx, tr.movie_idx)
+    for data in (tr, small):
+        genres = tf.RaggedTensor.from_row_splits(data.movies.genre_values, data.movies.genre_row_splits).to_list()
+        assert sorted(zip(data.movies.movie_idx.tolist(), data.movies.title.tolist(), genres)) == [
+            (0, b"T m1", [0]), (1, b"T m2", [1, 0]), (2, b"T m3", [])]
     ev = training_data.read_interactions([out.eval_files])
     order = np.argsort(ev.timestamp)
     assert ev.timestamp[order].tolist() == [10, 11, 12]
     assert ev.user_idx[order].tolist() == [2, 3, 0]      # "z" unseen: OOV index 3
     assert ev.movie_idx[order].tolist() == [1, 0, 3]     # "m9" unseen: OOV index 3
-    genres = tf.RaggedTensor.from_row_splits(ev.genre_values, ev.genre_row_splits).to_list()
-    assert [genres[i] for i in order] == [[1], [0], [-1, 0]]   # "Horror" unseen: -1
+    # title and genre ids once per movie index: "Horror" unseen: -1
+    genres = tf.RaggedTensor.from_row_splits(ev.movies.genre_values, ev.movies.genre_row_splits).to_list()
+    assert sorted(zip(ev.movies.movie_idx.tolist(), ev.movies.title.tolist(), genres)) == [
+        (0, b"T m1", [0]), (1, b"T m2", [1]), (3, b"T m9", [-1, 0])]
 
 
 def test_transform_in_process_refuses_an_empty_train_part(tmp_path):

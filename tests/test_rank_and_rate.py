@@ -76,9 +76,7 @@ def test_fit_trains_each_half_as_its_own_objective_would():
     n = 300
     users, movies = rng.integers(0, 12, n), rng.integers(0, 15, n)
     data = Interactions(user_idx=users.astype(np.int64), movie_idx=movies.astype(np.int64),
-                        rating=rng.integers(1, 6, n).astype(np.float32), timestamp=np.zeros(n, np.int64),
-                        title=np.zeros(n, object), genre_row_splits=np.zeros(n + 1, np.int64),
-                        genre_values=np.zeros(0, np.int64))
+                        rating=rng.integers(1, 6, n).astype(np.float32), timestamp=np.zeros(n, np.int64))
     genres = (rng.random((15, 3)) < 0.4).astype(np.float32)
     small = dict(embedding_dim=4, bayes_dim=2, ials_iterations=3, bayes_samples=3, bayes_burn_in=2, bayes_thin=1)
     both, result = train.fit(MFConfig(**small), data, 12, 15, genre_matrix=genres)
@@ -100,3 +98,21 @@ def test_bayes_width_is_bayes_dim():
     assert MFConfig(objective="bayes").embedding_dim == MFConfig().bayes_dim
     with pytest.raises(ValueError, match="bayes_dim"):
         MFConfig(objective="bayes", embedding_dim=7)
+
+
+@pytest.mark.parametrize("batch_size", [1 << 16, 2])
+def test_rating_errors_clip_and_fall_back_for_unknown_sides_in_any_batching(batch_size):
+    """mu = 3, b_u = (0.5, -0.5), b_m = (0.25, 0), p = ((1, 0), (0, 1)), q = ((1, 1), (2, 0));
+    index 2 is the OOV user / movie. Predictions (clipped to [1, 5]) and errors:
+    (0, 0) 4.75 vs 5: -0.25; (0, 1) 5.5 -> 5 vs 5: 0; (1, 0) 3.75 vs 3: 0.75;
+    (1, 1) 2.5 vs 2: 0.5; (OOV, 0) 3 + 0.25 vs 3: 0.25; (1, OOV) 3 - 0.5 vs 3: -0.5.
+    RMSE sqrt(1.1875 / 6), MAE 2.25 / 6."""
+    model = MatrixFactorization(2, 2, embedding_dim=2, l2=0.0, global_mean=3.0, objective="bayes")
+    model({"user_idx": tf.constant([0], tf.int64), "movie_idx": tf.constant([0], tf.int64)})
+    _set(model, [[1, 0], [0, 1], [0, 0]], [[1, 1], [2, 0], [0, 0]], [0.5, -0.5, 0], [0.25, 0, 0])
+    data = Interactions(np.array([0, 0, 1, 1, 2, 1]), np.array([0, 1, 0, 1, 0, 2]),
+                        np.array([5, 5, 3, 2, 3, 3], np.float32), np.zeros(6, np.int64))
+    errors = train.rating_errors(model, data, (2, 2), (1.0, 5.0), batch_size=batch_size)
+    assert errors["examples"] == 6
+    assert errors["rmse"] == pytest.approx(np.sqrt(1.1875 / 6), rel=1e-6)
+    assert errors["mae"] == pytest.approx(2.25 / 6, rel=1e-6)

@@ -217,17 +217,19 @@ def test_export_writes_warmup_requests_that_replay(exported):
 
 
 def test_catalog_takes_title_and_multi_hot_genres_per_movie():
-    from movierec.components.training_data import Interactions, build_catalog
+    from movierec.components.training_data import MovieRows, build_catalog
     # ratings of movies 1, 0, 1 and the OOV movie (2); genre rows [1], [0, 2], [1], [0]
-    data = Interactions(np.array([0, 0, 1, 1]), np.array([1, 0, 1, 2]), np.ones(4, np.float32),
-                        np.zeros(4, np.int64), np.array([b"B", b"A", b"B", b"X"]),
-                        np.array([0, 1, 3, 4, 5]), np.array([1, 0, 2, 1, 0]))
-    cat = build_catalog(data, ["a", "b"], ["g0", "g1", "g2"])
+    movies = MovieRows.first_of(np.array([1, 0, 1, 2]), np.array([b"B", b"A", b"B2", b"X"], object),
+                                np.array([0, 1, 3, 4, 5]), np.array([1, 0, 2, 1, 0]))
+    # one row per movie, the first: movie 1's second rating (title B2) is not kept
+    assert movies.movie_idx.tolist() == [1, 0, 2] and movies.title.tolist() == [b"B", b"A", b"X"]
+    assert movies.genre_row_splits.tolist() == [0, 1, 3, 4] and movies.genre_values.tolist() == [1, 0, 2, 0]
+    cat = build_catalog(movies, ["a", "b"], ["g0", "g1", "g2"])
     assert cat.titles == ["A", "B"]
     np.testing.assert_array_equal(cat.genre_matrix, [[1, 0, 1], [0, 1, 0]])
     assert cat.genre_strings() == ["g0|g2", "g1"]
     with pytest.raises(ValueError, match=r"1 vocabulary movies have no rating .* \['d'\]"):
-        build_catalog(data, ["a", "b", "c", "d"], ["g0", "g1", "g2"])
+        build_catalog(movies, ["a", "b", "c", "d"], ["g0", "g1", "g2"])
 
 
 def test_gather_mask_rows_follow_the_batch_including_empty_rows():

@@ -295,11 +295,10 @@ SAMPLE_K = 10        # recommendations shown per list
 def movie_titles(data: EvalData) -> list[str]:
     """Title of every vocabulary movie, from its first rating in train or eval."""
     titles = [""] * len(data.movie_vocab)
-    for part in (data.eval, data.train):   # train last: its titles win
-        known = np.flatnonzero(part.movie_idx < len(titles))
-        movies, first = np.unique(part.movie_idx[known], return_index=True)
-        for m, row in zip(movies, known[first]):
-            titles[m] = part.title[row].decode("utf-8", "replace")
+    movies = training_data.MovieRows.concat([data.train.movies, data.eval.movies])
+    for m, title in zip(movies.movie_idx, movies.title):
+        if m < len(titles):
+            titles[m] = title.decode("utf-8", "replace")
     return titles
 
 
