@@ -232,6 +232,20 @@ def test_catalog_takes_title_and_multi_hot_genres_per_movie():
         build_catalog(movies, ["a", "b", "c", "d"], ["g0", "g1", "g2"])
 
 
+def test_movie_rows_refuse_mismatched_lengths_and_repeated_movies():
+    from movierec.components.training_data import MovieRows
+    with pytest.raises(ValueError, match=r"2 movie indices, 1 titles and 3 genre row splits \(expected 3\)"):
+        MovieRows(np.array([0, 1]), np.array([b"A"], object), np.array([0, 0, 0]), np.zeros(0, np.int64))
+    with pytest.raises(ValueError, match="movie indices must be distinct"):
+        MovieRows(np.array([1, 1]), np.array([b"A", b"B"], object), np.array([0, 0, 0]), np.zeros(0, np.int64))
+    # concat keeps each movie's first row: movie 1 of the second part is already known
+    first = MovieRows(np.array([1]), np.array([b"B"], object), np.array([0, 1]), np.array([4]))
+    second = MovieRows(np.array([1, 0]), np.array([b"B2", b"A"], object), np.array([0, 2, 3]), np.array([5, 6, 7]))
+    both = MovieRows.concat([first, second])
+    assert both.movie_idx.tolist() == [1, 0] and both.title.tolist() == [b"B", b"A"]
+    assert both.genre_row_splits.tolist() == [0, 1, 2] and both.genre_values.tolist() == [4, 7]
+
+
 def test_gather_mask_rows_follow_the_batch_including_empty_rows():
     from movierec.components.recommend import gather_mask
     # users 0: [4, 7], 1: nothing, 2: [1, 2, 3]
