@@ -630,6 +630,26 @@ def test_malformed_content_length_is_a_400_not_a_traceback(server):
     assert "Traceback" not in log and " ERROR " not in log, log[-2000:]
 
 
+def test_a_client_resetting_mid_body_is_not_a_server_error(server):
+    """A client that announces a 100,000-byte body, sends 10 bytes and resets the connection
+    (RST, SO_LINGER 0): nobody is left to answer, the server logs no error and no
+    traceback, and the next request is answered."""
+    server.new_log()
+    for _ in range(20):
+        sock = socket.create_connection(("127.0.0.1", server.rest_port), timeout=10)
+        sock.sendall(b"POST /v1/models/half:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n"
+                     + b'{"instance')
+        time.sleep(0.05)   # the handler is waiting in the body read
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
+    time.sleep(0.5)
+    with socket.create_connection(("127.0.0.1", server.rest_port), timeout=10) as sock:
+        sock.sendall(b"GET /v1/models/half HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert re.match(rb"HTTP/1\.[01] 200 ", sock.recv(4096))
+    log = server.new_log()
+    assert "Traceback" not in log and " ERROR " not in log, log[-2000:]
+
+
 def test_one_connection_cannot_take_every_slot():
     """Fair admission: one connection holds at most max_requests_per_connection slots, and
     the refusal names the limit; another connection is still admitted; a released slot
