@@ -284,8 +284,8 @@ async def _respond(api: RestApi, request: web.Request) -> web.Response:
         except asyncio.TimeoutError:
             return _closing(408, f"Request body not received within {limits.read_timeout_seconds:g} s "
                                  "(read_timeout_seconds)")
-        except ConnectionError:   # the client reset the connection mid-body: its own doing, not a
-            # server error (raised on, aiohttp would log it as one); the answer finds no socket
+        except ConnectionError:   # the client reset the connection mid-body: not a server error
+            # (propagated, aiohttp would log it as one with a traceback); the answer finds no socket
             return _closing(400, "The connection was reset before the request body arrived")
     if too_big:
         size = f"of {length} bytes " if length is not None else ""
